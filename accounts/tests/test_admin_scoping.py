@@ -1,0 +1,81 @@
+"""The admin is scoped like the API for staff who are not superusers."""
+
+import pytest
+
+from accounts.models import Role
+from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from contacts.models import Tag
+from contacts.tests.factories import TagFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def staff_member(role, organization=None):
+    membership = MembershipFactory(role=role, organization=organization or OrganizationFactory())
+    membership.user.is_staff = True
+    membership.user.save(update_fields=["is_staff"])
+    return membership
+
+
+def test_staff_see_only_their_organizations_rows(client):
+    membership = staff_member(Role.MANAGER)
+    TagFactory(organization=membership.organization, name="ours-tag")
+    theirs = TagFactory(name="theirs-tag")
+    client.force_login(membership.user)
+
+    changelist = client.get("/admin/contacts/tag/")
+    assert changelist.status_code == 200
+    assert b"ours-tag" in changelist.content
+    assert b"theirs-tag" not in changelist.content
+
+    # Another organization's row is "not found": the admin redirects away instead of showing it.
+    assert client.get(f"/admin/contacts/tag/{theirs.pk}/change/").status_code == 302
+    client.post(f"/admin/contacts/tag/{theirs.pk}/change/", {"name": "hijacked"})
+    theirs.refresh_from_db()
+    assert theirs.name == "theirs-tag"
+
+
+def test_staff_can_only_pick_their_own_organizations(client):
+    membership = staff_member(Role.MANAGER)
+    other = OrganizationFactory(name="Not Mine Ltd")
+    client.force_login(membership.user)
+    add_page = client.get("/admin/contacts/tag/add/")
+    assert add_page.status_code == 200
+    assert membership.organization.name.encode() in add_page.content
+    assert b"Not Mine Ltd" not in add_page.content
+
+    client.post("/admin/contacts/tag/add/", {"organization": str(other.pk), "name": "planted"})
+    assert not Tag.objects.filter(name="planted").exists()
+    client.post("/admin/contacts/tag/add/", {"organization": str(membership.organization.pk), "name": "mine"})
+    assert Tag.objects.get(name="mine").organization == membership.organization
+
+
+def test_viewer_staff_read_but_cannot_change(client):
+    membership = staff_member(Role.VIEWER)
+    tag = TagFactory(organization=membership.organization, name="read-only")
+    client.force_login(membership.user)
+    assert client.get("/admin/contacts/tag/").status_code == 200
+    assert client.get("/admin/contacts/tag/add/").status_code == 403
+    client.post(f"/admin/contacts/tag/{tag.pk}/change/", {"organization": str(tag.organization_id), "name": "x"})
+    tag.refresh_from_db()
+    assert tag.name == "read-only"
+
+
+def test_staff_see_only_their_organizations_in_the_organization_admin(client):
+    membership = staff_member(Role.ADMIN)
+    OrganizationFactory(name="Hidden Org")
+    client.force_login(membership.user)
+    page = client.get("/admin/accounts/organization/")
+    assert page.status_code == 200
+    assert membership.organization.name.encode() in page.content
+    assert b"Hidden Org" not in page.content
+
+
+def test_superuser_sees_everything(client):
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    TagFactory(name="alpha-tag")
+    TagFactory(name="beta-tag")
+    client.force_login(admin)
+    page = client.get("/admin/contacts/tag/")
+    assert b"alpha-tag" in page.content
+    assert b"beta-tag" in page.content

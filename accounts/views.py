@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.tokens import default_token_generator
+from django.core.cache import cache
+from django.utils.encoding import force_str
+from django.utils.http import urlsafe_base64_decode
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from accounts import services
+from accounts.models import Membership, User
+from accounts.serializers import (
+    InvitationAcceptSerializer,
+    LogoutSerializer,
+    MemberSerializer,
+    MeSerializer,
+    OrganizationSerializer,
+    RegisterResponseSerializer,
+    RegisterSerializer,
+)
+from accounts.tenancy import Area, TenantScopedViewMixin, request_membership
+
+
+def _tokens_for(user: User) -> dict[str, str]:
+    refresh = RefreshToken.for_user(user)
+    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+class RegisterView(generics.GenericAPIView):
+    """Sign up: creates the user and an organization they own."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "register"
+    serializer_class = RegisterSerializer
+
+    @extend_schema(responses={201: RegisterResponseSerializer})
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, organization = services.user_register(**serializer.validated_data)
+        body = RegisterResponseSerializer({"user": user, "organization": organization, **_tokens_for(user)}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class LoginFailureGuard:
+    """Counts failed logins per address and client, and refuses more after too many."""
+
+    def __init__(self, *, ident: str, email: str):
+        self.window = settings.LOGIN_FAILURE_WINDOW_SECONDS
+        self.pair_key = f"login-fail:{ident}:{email.strip().lower()}"
+        self.ip_key = f"login-fail-ip:{ident}"
+
+    def check(self) -> None:
+        counts = cache.get_many([self.pair_key, self.ip_key])
+        if (
+            counts.get(self.pair_key, 0) >= settings.LOGIN_FAILURE_LIMIT
+            or counts.get(self.ip_key, 0) >= settings.LOGIN_FAILURE_IP_LIMIT
+        ):
+            raise Throttled(wait=self.window, detail="Too many failed logins. Try again later.")
+
+    def record_failure(self) -> None:
+        for key in (self.pair_key, self.ip_key):
+            if not cache.add(key, 1, timeout=self.window):
+                try:
+                    cache.incr(key)
+                except ValueError:  # expired between add and incr
+                    cache.add(key, 1, timeout=self.window)
+
+    def reset(self) -> None:
+        cache.delete(self.pair_key)
+
+
+class LoginView(TokenObtainPairView):
+    """Email and password for an access and a refresh token; throttled after repeated failures."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    def post(self, request, *args, **kwargs):
+        email = request.data.get("email") if hasattr(request.data, "get") else None
+        guard = LoginFailureGuard(ident=BaseThrottle().get_ident(request), email=str(email or ""))
+        guard.check()
+        try:
+            response = super().post(request, *args, **kwargs)
+        except AuthenticationFailed:
+            guard.record_failure()
+            raise
+        guard.reset()
+        return response
+
+
+class RefreshView(TokenRefreshView):
+    """A refresh token for a new access token (and a new refresh token; the old one is blacklisted)."""
+
+
+class LogoutView(generics.GenericAPIView):
+    """Blacklist a refresh token so it can no longer be used."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = LogoutSerializer
+
+    @extend_schema(responses={204: None})
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            token = RefreshToken(serializer.validated_data["refresh"])
+        except TokenError as exc:
+            raise ValidationError({"refresh": [str(exc)]}) from None
+        if str(token.get("user_id")) != str(request.user.pk):
+            raise ValidationError({"refresh": ["This token belongs to another user."]})
+        token.blacklist()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(generics.RetrieveAPIView):
+    """The signed-in user and their memberships."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = MeSerializer
+
+    def get_object(self):
+        return User.objects.prefetch_related("memberships__organization").get(pk=self.request.user.pk)
+
+
+class InvitationAcceptView(generics.GenericAPIView):
+    """Set a password with the link from an invitation email."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "invitation"
+    serializer_class = InvitationAcceptSerializer
+
+    @extend_schema(responses={204: None, 400: OpenApiResponse(description="Invalid or expired link.")})
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            user = User.objects.get(pk=force_str(urlsafe_base64_decode(data["uid"])))
+        except (User.DoesNotExist, ValueError, TypeError, OverflowError):
+            user = None
+        if user is None or not default_token_generator.check_token(user, data["token"]):
+            raise ValidationError({"token": ["This invitation link is invalid or has expired."]})
+        services.invitation_accept(user=user, password=data["password"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CurrentOrganizationView(TenantScopedViewMixin, generics.RetrieveUpdateAPIView):
+    """The organization this request acts in (see X-Organization)."""
+
+    permission_area = Area.ORGANIZATION
+    serializer_class = OrganizationSerializer
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_object(self):
+        return request_membership(self.request).organization
+
+
+class MemberViewSet(
+    TenantScopedViewMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Members of the organization and their roles (owners and admins only)."""
+
+    permission_area = Area.MEMBERS
+    serializer_class = MemberSerializer
+    queryset = Membership.objects.select_related("user").order_by("created_at", "id")
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filterset_fields = ["role"]
+
+    def perform_create(self, serializer):
+        serializer.instance = services.member_invite(
+            organization=self.request.organization,
+            email=serializer.validated_data["email"],
+            role=serializer.validated_data["role"],
+            by=self.request.user,
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.member_change_role(
+            membership=serializer.instance,
+            role=serializer.validated_data.get("role", serializer.instance.role),
+            by=self.request.user,
+        )
+
+    def perform_destroy(self, instance):
+        services.member_remove(membership=instance, by=self.request.user)

@@ -1,0 +1,23 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.health import health
+
+api_v1 = [
+    path("", include("accounts.urls")),
+    path("", include("contacts.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("anymail/", include("anymail.urls")),
+    path("health", health, name="health"),
+]
+
+admin.site.site_header = "Campaign Central"
+admin.site.site_title = "Campaign Central"
+admin.site.index_title = "Back office"
