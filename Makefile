@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: run test lint format install install-dev clean
+.PHONY: run test lint format install install-dev bench clean
 
 $(VENV)/.runtime-installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: lint
 	@# pytest exits 5 when it collected no test: that is a failure, said plainly.
 	CELERY_BROKER_DIR=$${CELERY_BROKER_DIR:-var/test-broker} $(VENV)/bin/pytest $(PYTEST_ARGS); \
 	status=$$?; [ $$status -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$status
+
+# Benchmarks run on PostgreSQL (DATABASE_URL, default a local campaign_central_bench
+# database) and write docs/BENCHMARKS.md. `make bench BENCH=name` runs one.
+bench: install-dev
+	$(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf var/test-broker var/test_campaign_central.sqlite3 .pytest_cache

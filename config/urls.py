@@ -7,6 +7,7 @@ from config.health import health
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("contacts.urls")),
+    path("", include("templates_app.urls")),
 ]
 
 urlpatterns = [
