@@ -176,7 +176,10 @@ STORAGES = {
         )
     },
 }
-MEDIA_ROOT = VAR_DIR / "media"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Uploads above this size are streamed to a temporary file, never held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_MB", 512) * 1024 * 1024
 
 # --- REST framework ---------------------------------------------------------
 
@@ -217,6 +220,14 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Several models have a `status` field with different choices: name each enum.
+    "ENUM_NAME_OVERRIDES": {
+        "ContactStatusEnum": "contacts.models.ContactStatus",
+        "ImportStatusEnum": "contacts.models.ImportStatus",
+        "SuppressionReasonEnum": "contacts.models.SuppressionReason",
+        "SuppressionKindEnum": "contacts.models.SuppressionKind",
+        "RoleEnum": "accounts.models.Role",
+    },
 }
 
 # --- Celery -----------------------------------------------------------------

@@ -1,12 +1,442 @@
-from django.contrib import admin
+"""The marketer's audience screens. Writes go through contacts.services, like the API."""
+
+from __future__ import annotations
+
+import csv
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from accounts.tenancy import Area, TenantModelAdmin
-from contacts.models import Tag
+from contacts import hooks, services
+from contacts.models import (
+    Contact,
+    ContactEvent,
+    ContactList,
+    ContactTag,
+    ImportJob,
+    ImportStatus,
+    ListMembership,
+    Segment,
+    Suppression,
+    Tag,
+)
+from contacts.normalize import InvalidValue, email_domain, normalize_email, normalize_phone, normalize_timezone
+from contacts.selectors import segment_contacts
+
+CSV_COLUMNS = ["id", "email", "phone", "first_name", "last_name", "status", "timezone", "locale", "tags", "created_at"]
+
+
+class AudienceAdmin(TenantModelAdmin):
+    permission_area = Area.AUDIENCE
 
 
 @admin.register(Tag)
-class TagAdmin(TenantModelAdmin):
-    permission_area = Area.AUDIENCE
-    list_display = ["name", "organization", "created_at"]
+class TagAdmin(AudienceAdmin):
+    list_display = ["name", "organization", "contact_count", "created_at"]
     list_filter = ["organization"]
     search_fields = ["name"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(contact_count=Count("contact_links"))
+
+    @admin.display(description="Contacts", ordering="contact_count")
+    def contact_count(self, obj):
+        return obj.contact_count
+
+
+class ContactActionForm(ActionForm):
+    tag = forms.CharField(required=False, max_length=100, help_text="Tag for the tag actions")
+    contact_list = forms.ModelChoiceField(queryset=ContactList.objects.none(), required=False, label="List")
+
+
+class ContactForm(forms.ModelForm):
+    class Meta:
+        model = Contact
+        fields = [
+            "organization",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "timezone",
+            "locale",
+            "attributes",
+            "status",
+        ]
+
+    def _normalized(self, field: str, normalize):
+        value = self.cleaned_data.get(field)
+        if not value:
+            return None
+        try:
+            return normalize(value)
+        except InvalidValue as exc:
+            raise ValidationError(str(exc)) from None
+
+    def clean_email(self):
+        return self._normalized("email", normalize_email)
+
+    def clean_phone(self):
+        return self._normalized("phone", normalize_phone)
+
+    def clean_timezone(self):
+        return self._normalized("timezone", normalize_timezone) or ""
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("email") and not cleaned.get("phone"):
+            raise ValidationError("An email address or a phone number is required.")
+        return cleaned
+
+
+class ContactTagInline(admin.TabularInline):
+    model = ContactTag
+    extra = 0
+    fields = ["tag", "created_at"]
+    readonly_fields = ["created_at"]
+    autocomplete_fields = ["tag"]
+
+
+class ListMembershipInline(admin.TabularInline):
+    model = ListMembership
+    extra = 0
+    fields = ["contact_list", "subscribed_at", "unsubscribed_at"]
+    readonly_fields = ["subscribed_at"]
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        tags = Tag.objects.all()
+        if not request.user.is_superuser:
+            tags = tags.filter(organization__in=model_admin._org_ids(request, write=False))
+        return [(str(t.pk), t.name) for t in tags.order_by("name")[:200]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(tag_links__tag_id=self.value()) if self.value() else queryset
+
+
+class ListFilter(admin.SimpleListFilter):
+    title = "list"
+    parameter_name = "list"
+
+    def lookups(self, request, model_admin):
+        lists = ContactList.objects.all()
+        if not request.user.is_superuser:
+            lists = lists.filter(organization__in=model_admin._org_ids(request, write=False))
+        return [(str(x.pk), x.name) for x in lists.order_by("name")[:200]]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        return queryset.filter(
+            list_memberships__contact_list_id=self.value(), list_memberships__unsubscribed_at__isnull=True
+        )
+
+
+@admin.register(Contact)
+class ContactAdmin(AudienceAdmin):
+    form = ContactForm
+    action_form = ContactActionForm
+    list_display = ["__str__", "first_name", "last_name", "status", "organization", "created_at"]
+    list_filter = ["status", TagFilter, ListFilter, "organization"]
+    search_fields = ["^email", "first_name", "last_name", "^phone"]
+    readonly_fields = ["public_id", "consent_source", "consent_at", "consent_ip", "last_contacted_at", "created_at"]
+    inlines = [ContactTagInline, ListMembershipInline]
+    actions = ["add_tag", "remove_tag", "add_to_list", "remove_from_list", "export_csv", "erase"]
+    show_full_result_count = False
+    list_per_page = 100
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(erased_at__isnull=True)
+
+    def changelist_view(self, request, extra_context=None):
+        lists = ContactList.objects.all()
+        if not request.user.is_superuser:
+            lists = lists.filter(organization__in=self._org_ids(request, write=True))
+        self.action_form.base_fields["contact_list"].queryset = lists
+        return super().changelist_view(request, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        obj.email_domain = email_domain(obj.email) if obj.email else ""
+        obj.updated_at = timezone.now()
+        if not change:
+            obj.consent_source = "admin"
+            obj.consent_at = obj.updated_at
+        super().save_model(request, obj, form, change)
+        if not change:
+            hooks.emit(
+                organization_id=obj.organization_id,
+                name=hooks.CONTACT_CREATED,
+                contacts=Contact.objects.filter(pk=obj.pk),
+                properties={"source": "admin"},
+            )
+
+    def delete_model(self, request, obj):
+        services.contact_erase(contact=obj)
+
+    def delete_queryset(self, request, queryset):
+        for contact in queryset.iterator():
+            services.contact_erase(contact=contact)
+
+    def _by_organization(self, queryset):
+        return queryset.values_list("organization_id", flat=True).distinct()
+
+    @admin.action(description="Add the tag to the selected contacts")
+    def add_tag(self, request, queryset):
+        name = request.POST.get("tag", "").strip()
+        if not name:
+            self.message_user(request, "Type a tag name first.", messages.WARNING)
+            return
+        added = 0
+        for organization_id in self._by_organization(queryset):
+            tags = services.tags_get_or_create(organization_id=organization_id, names=[name])
+            added += services.tags_add(contacts=queryset.filter(organization_id=organization_id), tags=tags)
+        self.message_user(request, f"Tagged {added} contact(s) with {name!r}.")
+
+    @admin.action(description="Remove the tag from the selected contacts")
+    def remove_tag(self, request, queryset):
+        name = request.POST.get("tag", "").strip()
+        tags = list(Tag.objects.filter(name__iexact=name, organization_id__in=self._by_organization(queryset)))
+        removed = services.tags_remove(contacts=queryset, tags=tags) if tags else 0
+        self.message_user(request, f"Removed {name!r} from {removed} contact(s).")
+
+    def _chosen_list(self, request):
+        list_id = request.POST.get("contact_list")
+        lists = ContactList.objects.all()
+        if not request.user.is_superuser:
+            lists = lists.filter(organization__in=self._org_ids(request, write=True))
+        return lists.filter(pk=list_id).first() if list_id else None
+
+    @admin.action(description="Subscribe the selected contacts to the list")
+    def add_to_list(self, request, queryset):
+        contact_list = self._chosen_list(request)
+        if contact_list is None:
+            self.message_user(request, "Choose a list first.", messages.WARNING)
+            return
+        added = services.list_add_members(contact_list=contact_list, contacts=queryset)
+        self.message_user(request, f"Added {added} contact(s) to {contact_list.name}.")
+
+    @admin.action(description="Unsubscribe the selected contacts from the list")
+    def remove_from_list(self, request, queryset):
+        contact_list = self._chosen_list(request)
+        if contact_list is None:
+            self.message_user(request, "Choose a list first.", messages.WARNING)
+            return
+        removed = services.list_remove_members(contact_list=contact_list, contacts=queryset)
+        self.message_user(request, f"Unsubscribed {removed} contact(s) from {contact_list.name}.")
+
+    @admin.action(description="Export the selected contacts as CSV")
+    def export_csv(self, request, queryset):
+        return csv_export_response(queryset)
+
+    @admin.action(description="Erase the selected contacts' personal data (GDPR)")
+    def erase(self, request, queryset):
+        count = 0
+        for contact in queryset.iterator():
+            services.contact_erase(contact=contact)
+            count += 1
+        self.message_user(request, f"Erased {count} contact(s); their addresses stay suppressed.")
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def csv_export_response(queryset) -> StreamingHttpResponse:
+    """Stream contacts as CSV without loading them all."""
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(CSV_COLUMNS)
+        contacts = queryset.order_by("pk").prefetch_related("tag_links__tag")
+        for contact in contacts.iterator(chunk_size=2000):
+            yield writer.writerow(
+                [
+                    contact.public_id,
+                    contact.email or "",
+                    contact.phone or "",
+                    contact.first_name,
+                    contact.last_name,
+                    contact.status,
+                    contact.timezone,
+                    contact.locale,
+                    ";".join(sorted(link.tag.name for link in contact.tag_links.all())),
+                    contact.created_at.isoformat(),
+                ]
+            )
+
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="contacts.csv"'
+    return response
+
+
+@admin.register(ContactList)
+class ContactListAdmin(AudienceAdmin):
+    list_display = ["name", "organization", "subscribers", "created_at"]
+    list_filter = ["organization"]
+    search_fields = ["name"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(subscribers=Count("memberships", filter=Q(memberships__unsubscribed_at__isnull=True)))
+        )
+
+    @admin.display(ordering="subscribers")
+    def subscribers(self, obj):
+        return obj.subscribers
+
+
+class SegmentForm(forms.ModelForm):
+    class Meta:
+        model = Segment
+        fields = ["organization", "name", "description", "rules"]
+
+    def clean_rules(self):
+        rules = self.cleaned_data["rules"]
+        services.segment_validate_rules(rules)
+        return rules
+
+
+@admin.register(Segment)
+class SegmentAdmin(AudienceAdmin):
+    form = SegmentForm
+    list_display = ["name", "organization", "updated_at"]
+    list_filter = ["organization"]
+    search_fields = ["name"]
+    readonly_fields = ["matching_contacts"]
+
+    @admin.display(description="Matching contacts now")
+    def matching_contacts(self, obj):
+        if not obj.pk:
+            return "-"
+        return segment_contacts(segment=obj).count()
+
+
+class SuppressionForm(forms.ModelForm):
+    class Meta:
+        model = Suppression
+        fields = ["organization", "kind", "value", "reason"]
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, value = cleaned.get("kind"), cleaned.get("value")
+        if kind and value:
+            normalize = {"email": normalize_email, "phone": normalize_phone}.get(kind)
+            try:
+                cleaned["value"] = normalize(value) if normalize else value.strip().lower()
+            except InvalidValue as exc:
+                raise ValidationError({"value": str(exc)}) from None
+        return cleaned
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(AudienceAdmin):
+    form = SuppressionForm
+    list_display = ["kind", "value", "reason", "source", "organization", "created_at"]
+    list_filter = ["kind", "reason", "organization"]
+    search_fields = ["value"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.source = "admin"
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ContactEvent)
+class ContactEventAdmin(AudienceAdmin):
+    list_display = ["name", "contact", "occurred_at", "organization"]
+    list_filter = ["name", "organization"]
+    raw_id_fields = ["contact"]
+    show_full_result_count = False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ImportJobForm(forms.ModelForm):
+    tags = forms.CharField(required=False, help_text="Tags for every imported contact, comma-separated.")
+
+    class Meta:
+        model = ImportJob
+        fields = ["organization", "file", "contact_list"]
+
+    def clean(self):
+        cleaned = super().clean()
+        contact_list, organization = cleaned.get("contact_list"), cleaned.get("organization")
+        if contact_list and organization and contact_list.organization_id != organization.pk:
+            raise ValidationError({"contact_list": "This list belongs to another organization."})
+        return cleaned
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(AudienceAdmin):
+    """Start an import by uploading a CSV; the page follows its progress."""
+
+    form = ImportJobForm
+    list_display = ["__str__", "organization", "status", "progress", "created", "updated", "failed", "created_at"]
+    list_filter = ["status", "organization"]
+    readonly_fields = [
+        "status",
+        "progress",
+        "original_filename",
+        "encoding",
+        "delimiter",
+        "total_rows",
+        "processed_rows",
+        "created",
+        "updated",
+        "failed",
+        "failure_reason",
+        "bad_lines",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organization", "file", "tags", "contact_list"]
+        return self.readonly_fields
+
+    def has_change_permission(self, request, obj=None):
+        # Jobs are read-only once started; the change page shows their progress.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        obj.created_by = request.user
+        obj.tag_names = [t.strip() for t in form.cleaned_data.get("tags", "").split(",") if t.strip()]
+        services.import_start(job=obj, uploaded_file=form.cleaned_data["file"])
+
+    @admin.display(description="Progress")
+    def progress(self, obj):
+        if obj.status == ImportStatus.COMPLETED:
+            return "100%"
+        percent = int(obj.processed_rows * 100 / obj.total_rows) if obj.total_rows else 0
+        if obj.status in (ImportStatus.PENDING, ImportStatus.RUNNING):
+            # Reload the page every few seconds while the import runs.
+            refresh = "<script>setTimeout(function(){{location.reload()}}, 3000)</script>"
+            return format_html('{}% <span class="help">(refreshing)</span>' + refresh, min(percent, 99))
+        return f"{percent}%"
+
+    @admin.display(description="Bad lines (first 200)")
+    def bad_lines(self, obj):
+        errors = obj.row_errors.all()[:200]
+        if not errors:
+            return "-"
+        return format_html(
+            "<ul>{}</ul>", format_html_join("", "<li>line {}: {}</li>", ((e.line, e.reason) for e in errors))
+        )

@@ -51,10 +51,15 @@ class ContactQuerySet(models.QuerySet):
 
 class Contact(TenantModel):
     id = models.BigAutoField(primary_key=True)
+    # Indexed through (organization, email) below; a second index would only slow imports.
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    email = models.CharField(max_length=254, null=True, blank=True)
+    # NULL, not "", for a missing address or number: NULLs never collide in the unique index.
+    email = models.CharField(max_length=254, null=True, blank=True)  # noqa: DJ001
     email_domain = models.CharField(max_length=253, blank=True, default="")
-    phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +31612345678")
+    phone = models.CharField(max_length=20, null=True, blank=True, help_text="E.164, e.g. +31612345678")  # noqa: DJ001
     first_name = models.CharField(max_length=150, blank=True, default="")
     last_name = models.CharField(max_length=150, blank=True, default="")
     timezone = models.CharField(max_length=64, blank=True, default="", help_text="Empty: the organization's.")
@@ -78,13 +83,9 @@ class Contact(TenantModel):
             # NULL emails (phone-only contacts) do not collide.
             models.UniqueConstraint(fields=["organization", "email"], name="contacts_contact_org_email_unique"),
         ]
-        indexes = [
-            models.Index(fields=["organization", "phone"], name="contacts_contact_org_phone"),
-            models.Index(fields=["organization", "email_domain"], name="contacts_contact_org_domain"),
-            models.Index(fields=["organization", "status"], name="contacts_contact_org_status"),
-            models.Index(fields=["organization", "created_at"], name="contacts_contact_org_created"),
-            models.Index(fields=["organization", "last_contacted_at"], name="contacts_contact_org_contacted"),
-        ]
+        # Few indexes on purpose: every one is paid for on each imported row. Segment and
+        # audience queries scan the organization's contacts through (organization, email).
+        indexes = [models.Index(fields=["organization", "phone"], name="contacts_contact_org_phone")]
 
     def __str__(self) -> str:
         return self.email or self.phone or f"contact {self.public_id}"
@@ -105,6 +106,9 @@ class ContactTag(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["contact", "tag"], name="contacts_contacttag_unique")]
         indexes = [models.Index(fields=["tag", "contact"], name="contacts_contacttag_tag")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} has {self.tag_id}"
 
 
 class ContactList(TenantModel):
@@ -139,6 +143,9 @@ class ListMembership(models.Model):
         ]
         indexes = [models.Index(fields=["contact", "contact_list"], name="contacts_listmember_contact")]
 
+    def __str__(self) -> str:
+        return f"{self.contact_id} on {self.contact_list_id}"
+
 
 class Segment(TenantModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -160,6 +167,7 @@ class SuppressionKind(models.TextChoices):
     PHONE = "phone", "Phone number"
     DOMAIN = "domain", "Email domain"
     EMAIL_HASH = "email_hash", "Erased email address (SHA-256)"
+    PHONE_HASH = "phone_hash", "Erased phone number (SHA-256)"
 
 
 class SuppressionReason(models.TextChoices):
@@ -195,6 +203,9 @@ class ContactEvent(TenantModel):
     """Something a contact did (`purchase`, `webinar_attended`, ...); segments and drips read these."""
 
     id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(
+        "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events")
     name = models.CharField(max_length=100)
     properties = models.JSONField(default=dict, blank=True)
@@ -256,3 +267,6 @@ class ImportRowError(models.Model):
     class Meta:
         ordering = ["line", "id"]
         indexes = [models.Index(fields=["job", "line"], name="contacts_importerror_job_line")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"

@@ -1,6 +1,23 @@
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from contacts.models import Tag
+from accounts.tenancy import TenantRelatedField
+from contacts.models import (
+    Contact,
+    ContactList,
+    ContactStatus,
+    ImportJob,
+    Segment,
+    Suppression,
+    SuppressionKind,
+    SuppressionReason,
+    Tag,
+)
+
+MAX_IDS_PER_CALL = 10_000
 
 
 class TagSerializer(serializers.ModelSerializer):
@@ -8,3 +25,193 @@ class TagSerializer(serializers.ModelSerializer):
         model = Tag
         fields = ["id", "name", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    """A contact. `tags` are names; writing them replaces the contact's tags."""
+
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    email = serializers.CharField(max_length=254, required=False, allow_null=True, allow_blank=True)
+    phone = serializers.CharField(max_length=40, required=False, allow_null=True, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=200)
+    status = serializers.ChoiceField(choices=ContactStatus.choices, required=False)
+    attributes = serializers.JSONField(required=False)
+
+    class Meta:
+        model = Contact
+        fields = [
+            "id",
+            "email",
+            "phone",
+            "first_name",
+            "last_name",
+            "timezone",
+            "locale",
+            "attributes",
+            "tags",
+            "status",
+            "consent_source",
+            "consent_at",
+            "last_contacted_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["consent_source", "consent_at", "last_contacted_at", "created_at", "updated_at"]
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["tags"] = sorted(link.tag.name for link in instance.tag_links.all())
+        return data
+
+    def validate_attributes(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object.")
+        return value
+
+
+class ContactListSerializer(serializers.ModelSerializer):
+    subscribers = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = ContactList
+        fields = ["id", "name", "description", "subscribers", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class ContactIdsSerializer(serializers.Serializer):
+    contact_ids = serializers.ListField(child=serializers.UUIDField(), allow_empty=False, max_length=MAX_IDS_PER_CALL)
+
+
+class MembersChangedSerializer(serializers.Serializer):
+    changed = serializers.IntegerField()
+
+
+class SegmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Segment
+        fields = ["id", "name", "description", "rules", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class SegmentRulesSerializer(serializers.Serializer):
+    rules = serializers.JSONField()
+
+
+class ContactSampleSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+
+    class Meta:
+        model = Contact
+        fields = ["id", "email", "phone", "first_name", "last_name", "status"]
+
+
+class SegmentPreviewSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    sample = ContactSampleSerializer(many=True)
+
+
+class SuppressionSerializer(serializers.ModelSerializer):
+    """Give exactly one of email, phone or domain."""
+
+    email = serializers.CharField(write_only=True, required=False, max_length=254)
+    phone = serializers.CharField(write_only=True, required=False, max_length=40)
+    domain = serializers.CharField(write_only=True, required=False, max_length=253)
+    reason = serializers.ChoiceField(choices=SuppressionReason.choices, default=SuppressionReason.MANUAL)
+
+    class Meta:
+        model = Suppression
+        fields = ["id", "kind", "value", "email", "phone", "domain", "reason", "source", "created_at"]
+        read_only_fields = ["id", "kind", "value", "source", "created_at"]
+
+    def validate(self, attrs):
+        given = [kind for kind in ("email", "phone", "domain") if attrs.get(kind)]
+        if len(given) != 1:
+            raise serializers.ValidationError({"non_field_errors": ["Give exactly one of email, phone or domain."]})
+        attrs["kind"] = SuppressionKind(given[0])
+        attrs["value"] = attrs.pop(given[0])
+        return attrs
+
+
+class EventSerializer(serializers.Serializer):
+    contact = serializers.CharField(help_text="The contact's id or email address.", max_length=254)
+    name = serializers.RegexField(r"^[A-Za-z0-9_.:\-]{1,100}$", help_text="Letters, digits, _ . : - (max 100).")
+    properties = serializers.JSONField(required=False, default=dict)
+    occurred_at = serializers.DateTimeField(required=False)
+
+    def validate_properties(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("Must be an object.")
+        return value
+
+
+class EventAcceptedSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    contact = serializers.UUIDField()
+    name = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="CSV with a header row; an email column is required.")
+    tags = serializers.CharField(required=False, allow_blank=True, help_text="Tags for every contact, comma-separated.")
+    list = TenantRelatedField(queryset=ContactList.objects.all(), required=False, allow_null=True)
+
+    def validate_file(self, value):
+        limit = settings.IMPORT_MAX_BYTES
+        if value.size > limit:
+            raise serializers.ValidationError(f"The file is larger than {limit // (1024 * 1024)} MB.")
+        return value
+
+    def validate_tags(self, value):
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        for name in names:
+            if len(name) > 100:
+                raise serializers.ValidationError(f"Tag name {name[:20]!r}... is longer than 100 characters.")
+        return names
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    reason = serializers.CharField()
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    errors = serializers.SerializerMethodField(help_text="The first 100 bad lines; all of them at errors/.")
+    progress = serializers.SerializerMethodField(help_text="Percent of rows read (0-100).")
+    tags = serializers.JSONField(source="tag_names", read_only=True)
+    list = serializers.UUIDField(source="contact_list_id", read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "status",
+            "original_filename",
+            "total_rows",
+            "processed_rows",
+            "progress",
+            "created",
+            "updated",
+            "failed",
+            "errors",
+            "failure_reason",
+            "encoding",
+            "delimiter",
+            "tags",
+            "list",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ImportErrorSerializer(many=True))
+    def get_errors(self, job):
+        return [{"line": e.line, "reason": e.reason} for e in job.row_errors.all()[:100]]
+
+    def get_progress(self, job) -> int:
+        if job.status == "completed":
+            return 100
+        if not job.total_rows:
+            return 0
+        return min(99, int(job.processed_rows * 100 / job.total_rows))

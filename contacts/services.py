@@ -1,11 +1,52 @@
-"""Audience writes."""
+"""Audience writes: contacts, tags, lists, segments, suppressions, events, imports, erasure."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.db.models.functions import Lower
+from django.db.models.lookups import In
+from django.utils import timezone
 
 from accounts.models import Organization
-from contacts.models import Tag
+from contacts import hooks
+from contacts.models import (
+    Contact,
+    ContactEvent,
+    ContactList,
+    ContactStatus,
+    ContactTag,
+    ImportJob,
+    ListMembership,
+    Segment,
+    Suppression,
+    SuppressionKind,
+    SuppressionReason,
+    Tag,
+)
+from contacts.normalize import (
+    InvalidValue,
+    address_hash,
+    email_domain,
+    normalize_domain,
+    normalize_email,
+    normalize_phone,
+    normalize_timezone,
+)
+from contacts.segments import SegmentRuleError, compile_rules
+
+logger = logging.getLogger(__name__)
+
+CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "timezone", "locale", "attributes", "status")
+
+
+# --- tags ---------------------------------------------------------------------------------
 
 
 def tag_create(*, organization: Organization, name: str) -> Tag:
@@ -27,3 +68,356 @@ def tag_rename(*, tag: Tag, name: str) -> Tag:
     tag.name = name
     tag.save(update_fields=["name"])
     return tag
+
+
+def tags_get_or_create(*, organization_id, names: Iterable[str]) -> list[Tag]:
+    """The tags with these names (case-insensitive), created when missing."""
+    wanted: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError({"tags": ["Tag names must be non-empty strings."]})
+        if len(name.strip()) > 100:
+            raise ValidationError({"tags": [f"Tag name {name[:20]!r}... is longer than 100 characters."]})
+        wanted.setdefault(name.strip().lower(), name.strip())
+    if not wanted:
+        return []
+
+    def by_key() -> dict[str, Tag]:
+        tags = Tag.objects.filter(organization_id=organization_id).filter(In(Lower("name"), list(wanted)))
+        return {t.name.lower(): t for t in tags}
+
+    existing = by_key()
+    missing = [Tag(organization_id=organization_id, name=name) for key, name in wanted.items() if key not in existing]
+    if missing:
+        Tag.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = by_key()
+    return [existing[key] for key in wanted]
+
+
+def tags_add(*, contacts: QuerySet, tags: list[Tag]) -> int:
+    """Give every contact in `contacts` the tags (set-based); returns the number of new links."""
+    now = timezone.now()
+    added = 0
+    for tag in tags:
+        ids = contacts.exclude(tag_links__tag=tag).values_list("pk", flat=True)
+        for chunk in _chunks(ids.iterator(chunk_size=5000), 5000):
+            ContactTag.objects.bulk_create(
+                [ContactTag(contact_id=pk, tag=tag, created_at=now) for pk in chunk], ignore_conflicts=True
+            )
+        # Links written now carry this timestamp; links that already existed keep theirs.
+        new = ContactTag.objects.filter(tag=tag, created_at=now).count()
+        added += new
+        if new:
+            hooks.emit(
+                organization_id=tag.organization_id,
+                name=hooks.TAG_ADDED,
+                contacts=Contact.objects.filter(tag_links__tag=tag, tag_links__created_at=now),
+                properties={"tag": tag.name, "tag_id": str(tag.pk)},
+                occurred_at=now,
+            )
+    return added
+
+
+def tags_remove(*, contacts: QuerySet, tags: list[Tag]) -> int:
+    """Take the tags off every contact in `contacts`."""
+    deleted, _ = ContactTag.objects.filter(contact__in=contacts.values("pk"), tag__in=tags).delete()
+    return deleted
+
+
+def _chunks(iterable, size: int):
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --- contacts --------------------------------------------------------------------------------
+
+
+def _clean_contact_data(data: dict[str, Any]) -> dict[str, Any]:
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for key, value in data.items():
+        try:
+            if key == "email":
+                cleaned["email"] = normalize_email(value) if value else None
+                cleaned["email_domain"] = email_domain(cleaned["email"]) if cleaned["email"] else ""
+            elif key == "phone":
+                cleaned["phone"] = normalize_phone(value) if value else None
+            elif key == "timezone":
+                cleaned["timezone"] = normalize_timezone(value or "")
+            elif key == "attributes":
+                if not isinstance(value, dict):
+                    raise InvalidValue("must be an object")
+                cleaned["attributes"] = value
+            elif key == "status":
+                if value not in ContactStatus.values:
+                    raise InvalidValue(f"{value!r} is not a valid status")
+                cleaned["status"] = value
+            else:
+                cleaned[key] = (value or "").strip() if isinstance(value, str) or value is None else value
+        except InvalidValue as exc:
+            errors[key] = [str(exc)]
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def contact_create(
+    *,
+    organization_id,
+    data: dict[str, Any],
+    tags: list[str] | None = None,
+    consent_source: str = "api",
+    consent_ip: str | None = None,
+) -> Contact:
+    """Create a contact (email or phone required); a duplicate email is a ValidationError."""
+    cleaned = _clean_contact_data({k: v for k, v in data.items() if k in CONTACT_FIELDS})
+    if not cleaned.get("email") and not cleaned.get("phone"):
+        raise ValidationError({"email": ["An email address or a phone number is required."]})
+    now = timezone.now()
+    contact = Contact(
+        organization_id=organization_id,
+        consent_source=consent_source,
+        consent_at=now,
+        consent_ip=consent_ip,
+        created_at=now,
+        updated_at=now,
+        **cleaned,
+    )
+    with transaction.atomic():
+        if contact.email and Contact.objects.filter(organization_id=organization_id, email=contact.email).exists():
+            raise ValidationError({"email": ["A contact with this email address already exists."]})
+        try:
+            with transaction.atomic():
+                contact.save()
+        except IntegrityError:
+            raise ValidationError({"email": ["A contact with this email address already exists."]}) from None
+        if contact.email:
+            _suppress_if_erased(organization_id=organization_id, email=contact.email, source=consent_source)
+        hooks.emit(
+            organization_id=organization_id,
+            name=hooks.CONTACT_CREATED,
+            contacts=Contact.objects.filter(pk=contact.pk),
+            properties={"source": consent_source},
+            occurred_at=now,
+        )
+        if tags:
+            tags_add(
+                contacts=Contact.objects.filter(pk=contact.pk),
+                tags=tags_get_or_create(organization_id=organization_id, names=tags),
+            )
+    return contact
+
+
+def contact_update(*, contact: Contact, data: dict[str, Any], tags: list[str] | None = None) -> Contact:
+    """Change a contact's fields; `tags` (when given) replaces its tags."""
+    cleaned = _clean_contact_data({k: v for k, v in data.items() if k in CONTACT_FIELDS})
+    new_email = cleaned.get("email")
+    if new_email and new_email != contact.email:
+        taken = Contact.objects.filter(organization_id=contact.organization_id, email=new_email).exclude(pk=contact.pk)
+        if taken.exists():
+            raise ValidationError({"email": ["A contact with this email address already exists."]})
+    with transaction.atomic():
+        for key, value in cleaned.items():
+            setattr(contact, key, value)
+        if not contact.email and not contact.phone:
+            raise ValidationError({"email": ["An email address or a phone number is required."]})
+        contact.updated_at = timezone.now()
+        try:
+            with transaction.atomic():
+                contact.save()
+        except IntegrityError:
+            raise ValidationError({"email": ["A contact with this email address already exists."]}) from None
+        if tags is not None:
+            wanted = tags_get_or_create(organization_id=contact.organization_id, names=tags)
+            ContactTag.objects.filter(contact=contact).exclude(tag__in=wanted).delete()
+            tags_add(contacts=Contact.objects.filter(pk=contact.pk), tags=wanted)
+    return contact
+
+
+def contact_erase(*, contact: Contact) -> Contact:
+    """GDPR erasure: remove personal data, keep the row for aggregate counts, and keep a
+    hashed suppression so the address is never mailed again."""
+    with transaction.atomic():
+        contact = Contact.objects.select_for_update().get(pk=contact.pk)
+        if contact.erased_at:
+            return contact
+        hashes = [
+            Suppression(
+                organization_id=contact.organization_id,
+                kind=kind,
+                value=address_hash(value),
+                reason=SuppressionReason.ERASED,
+                source="erasure",
+            )
+            for kind, value in (
+                (SuppressionKind.EMAIL_HASH, contact.email),
+                (SuppressionKind.PHONE_HASH, contact.phone),
+            )
+            if value
+        ]
+        Suppression.objects.bulk_create(hashes, ignore_conflicts=True)
+        # Plain-text suppressions of this address are personal data too; the hash replaces them.
+        Suppression.objects.filter(
+            organization_id=contact.organization_id,
+            kind__in=[SuppressionKind.EMAIL, SuppressionKind.PHONE],
+            value__in=[v for v in (contact.email, contact.phone) if v],
+        ).delete()
+        ContactTag.objects.filter(contact=contact).delete()
+        ListMembership.objects.filter(contact=contact).delete()
+        ContactEvent.objects.filter(contact=contact).update(properties={})
+        now = timezone.now()
+        Contact.objects.filter(pk=contact.pk).update(
+            email=None,
+            email_domain="",
+            phone=None,
+            first_name="",
+            last_name="",
+            timezone="",
+            locale="",
+            attributes={},
+            consent_source="",
+            consent_ip=None,
+            status=ContactStatus.UNSUBSCRIBED,
+            erased_at=now,
+            updated_at=now,
+        )
+    logger.info("contact erased", extra={"contact_id": contact.pk})
+    contact.refresh_from_db()
+    return contact
+
+
+def _suppress_if_erased(*, organization_id, email: str, source: str) -> None:
+    erased = Suppression.objects.filter(
+        organization_id=organization_id, kind=SuppressionKind.EMAIL_HASH, value=address_hash(email)
+    ).exists()
+    if erased:
+        Suppression.objects.get_or_create(
+            organization_id=organization_id,
+            kind=SuppressionKind.EMAIL,
+            value=email,
+            defaults={"reason": SuppressionReason.ERASED, "source": source},
+        )
+
+
+# --- lists --------------------------------------------------------------------------------------
+
+
+def list_create(*, organization: Organization, name: str, description: str = "") -> ContactList:
+    """Create a contact list; names are unique per organization regardless of case."""
+    name = name.strip()
+    if ContactList.objects.filter(organization=organization, name__iexact=name).exists():
+        raise ValidationError({"name": [f"A list named {name!r} already exists."]})
+    return ContactList.objects.create(organization=organization, name=name, description=description)
+
+
+def list_add_members(*, contact_list: ContactList, contacts: QuerySet) -> int:
+    """Subscribe contacts to the list; people who unsubscribed from it stay unsubscribed.
+    Returns how many were added."""
+    now = timezone.now()
+    ids = contacts.filter(organization_id=contact_list.organization_id).values_list("pk", flat=True)
+    for chunk in _chunks(ids.iterator(chunk_size=5000), 5000):
+        ListMembership.objects.bulk_create(
+            [ListMembership(contact_list=contact_list, contact_id=pk, subscribed_at=now) for pk in chunk],
+            ignore_conflicts=True,
+        )
+    return ListMembership.objects.filter(contact_list=contact_list, subscribed_at=now).count()
+
+
+def list_remove_members(*, contact_list: ContactList, contacts: QuerySet) -> int:
+    """Unsubscribe contacts from the list (the membership is kept, with unsubscribed_at)."""
+    return ListMembership.objects.filter(
+        contact_list=contact_list, contact__in=contacts.values("pk"), unsubscribed_at__isnull=True
+    ).update(unsubscribed_at=timezone.now())
+
+
+# --- segments -------------------------------------------------------------------------------------
+
+
+def segment_validate_rules(rules: Any) -> None:
+    try:
+        compile_rules(rules)
+    except SegmentRuleError as exc:
+        raise ValidationError({"rules": [str(exc)]}) from None
+
+
+def segment_save(*, segment: Segment) -> Segment:
+    """Validate the rules and save the segment."""
+    segment_validate_rules(segment.rules)
+    segment.save()
+    return segment
+
+
+# --- suppressions ----------------------------------------------------------------------------------
+
+
+def suppression_add(
+    *, organization_id, kind: str, value: str, reason: str = SuppressionReason.MANUAL, source: str = "api"
+) -> Suppression:
+    """Suppress an address, phone number or domain (idempotent)."""
+    try:
+        if kind == SuppressionKind.EMAIL:
+            normalized = normalize_email(value)
+        elif kind == SuppressionKind.PHONE:
+            normalized = normalize_phone(value)
+        elif kind == SuppressionKind.DOMAIN:
+            normalized = normalize_domain(value)
+        else:
+            raise ValidationError({"kind": [f"Cannot add a suppression of kind {kind!r}."]})
+    except InvalidValue as exc:
+        raise ValidationError({kind: [str(exc)]}) from None
+    if reason not in SuppressionReason.values:
+        raise ValidationError({"reason": [f"{reason!r} is not a valid reason."]})
+    suppression, _ = Suppression.objects.get_or_create(
+        organization_id=organization_id, kind=kind, value=normalized, defaults={"reason": reason, "source": source}
+    )
+    return suppression
+
+
+# --- events ------------------------------------------------------------------------------------------
+
+
+def event_record(
+    *, organization_id, contact: Contact, name: str, properties: dict | None = None, occurred_at: datetime | None = None
+) -> ContactEvent:
+    """Store a custom event and tell the contact hook (drips listen there)."""
+    occurred_at = occurred_at or timezone.now()
+    with transaction.atomic():
+        event = ContactEvent.objects.create(
+            organization_id=organization_id,
+            contact=contact,
+            name=name,
+            properties=properties or {},
+            occurred_at=occurred_at,
+        )
+        hooks.emit(
+            organization_id=organization_id,
+            name=name,
+            contacts=Contact.objects.filter(pk=contact.pk),
+            properties=properties or {},
+            occurred_at=occurred_at,
+        )
+    return event
+
+
+# --- imports ------------------------------------------------------------------------------------------
+
+
+def import_start(*, job: ImportJob, uploaded_file) -> ImportJob:
+    """Store the upload with the (unsaved) job and queue the import."""
+    from contacts.tasks import import_contacts_task
+
+    job.original_filename = job.original_filename or (getattr(uploaded_file, "name", "") or "")[:255]
+    job.tag_names = [t.strip() for t in job.tag_names if t.strip()]
+    if job.contact_list_id and job.contact_list.organization_id != job.organization_id:
+        raise ValidationError({"list": ["Unknown list."]})
+    with transaction.atomic():
+        job.file.save(f"{job.id}.csv", uploaded_file, save=False)
+        job.save()
+        transaction.on_commit(lambda: import_contacts_task.delay(job_id=str(job.pk)))
+    return job

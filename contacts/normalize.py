@@ -1,0 +1,92 @@
+"""Normalizing contact data: one set of rules for the API, the admin and CSV imports."""
+
+from __future__ import annotations
+
+import hashlib
+from zoneinfo import available_timezones
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+_TIMEZONES = frozenset(available_timezones())
+
+
+class InvalidValue(ValueError):
+    """A value that cannot be normalized; the message says why, for the user."""
+
+
+def normalize_email(value: str) -> str:
+    """Lower-cased, trimmed, syntactically valid address."""
+    email = (value or "").strip().lower()
+    if not email:
+        raise InvalidValue("email is missing")
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidValue(f"{value.strip()!r} is not a valid email address") from None
+    return email
+
+
+def email_domain(email: str) -> str:
+    return email.rpartition("@")[2]
+
+
+def address_hash(address: str) -> str:
+    """What stays of an erased email address or phone number: enough to recognise it, not to read it."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+def normalize_phone(value: str) -> str:
+    """E.164 (+31612345678) from an international number in any common notation."""
+    text = (value or "").strip()
+    if not text:
+        raise InvalidValue("phone is missing")
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        raise InvalidValue(f"{value.strip()!r} is not an international phone number (like +31612345678)") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidValue(f"{value.strip()!r} is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalize_timezone(value: str) -> str:
+    text = (value or "").strip()
+    if text and text not in _TIMEZONES:
+        raise InvalidValue(f"{text!r} is not a known time zone (use an IANA name like Europe/Amsterdam)")
+    return text
+
+
+def normalize_domain(value: str) -> str:
+    domain = (value or "").strip().lower().lstrip("@")
+    if not domain or "." not in domain or " " in domain or "@" in domain:
+        raise InvalidValue(f"{value!r} is not a domain name")
+    return domain
+
+
+def typed_attribute(value: str) -> str | int | float | bool:
+    """CSV cells are text; numbers and booleans become JSON numbers and booleans so segment
+    comparisons work. Numbers with leading zeros (postcodes, ids) stay text."""
+    text = value.strip()
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if text and (text[0].isdigit() or (text[0] == "-" and text[1:2].isdigit())):
+        digits = text.lstrip("-")
+        if len(digits) > 1 and digits[0] == "0" and digits[1] != ".":
+            return text
+        try:
+            return int(text) if digits.isdigit() and len(digits) <= 15 else _finite_float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _finite_float(text: str) -> float | str:
+    number = float(text)
+    if number != number or number in (float("inf"), float("-inf")):
+        return text
+    return number
