@@ -35,8 +35,9 @@ def set_tasks_eager(eager: bool) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _test_speedups(settings):
-    """Cheap password hashing, and static files without a collectstatic manifest."""
+def _test_speedups(settings, tmp_path):
+    """Cheap password hashing, static files without a collectstatic manifest, uploads in a temp dir."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.STORAGES = {
         **settings.STORAGES,
@@ -191,6 +192,7 @@ def start_worker(transactional_db) -> Iterator[Callable[..., WorkerProcess]]:
             "DATABASE_URL": database_url_for_worker(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "PUBLIC_BASE_URL": settings.PUBLIC_BASE_URL,
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "SECRET_KEY": settings.SECRET_KEY,
             "LOG_FORMAT": "text",
             **(env or {}),

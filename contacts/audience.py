@@ -108,7 +108,7 @@ class Audience:
     def excluded(self) -> dict[str, int]:
         """Excluded contacts by reason (one query)."""
         rows = (
-            self.candidates.alias(exclusion=self.reason)
+            self.candidates.annotate(exclusion=self.reason)
             .filter(exclusion__isnull=False)
             .values("exclusion")
             .annotate(n=Count("id"))

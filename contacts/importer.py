@@ -345,7 +345,8 @@ def run_import(job: ImportJob) -> ImportJob:
 
 
 def _fail(job: ImportJob, reason: str) -> None:
-    ImportJob.objects.filter(pk=job.pk).update(
+    # Only a running job fails: a job whose phase 2 committed stays completed.
+    ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING).update(
         status=ImportStatus.FAILED, failure_reason=reason, finished_at=timezone.now()
     )
     logger.info("import failed", extra={"import_job_id": str(job.pk), "reason": reason})
@@ -493,7 +494,12 @@ def _phase_two(job: ImportJob, staging: Staging, result: PhaseOneResult) -> None
         _emit_hooks(job, now, created, tag_ids)
     logger.info(
         "import completed",
-        extra={"import_job_id": str(job.pk), "rows": result.rows, "created": created, "updated": existing},
+        extra={
+            "import_job_id": str(job.pk),
+            "rows": result.rows,
+            "contacts_created": created,
+            "contacts_updated": existing,
+        },
     )
 
 

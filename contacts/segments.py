@@ -43,7 +43,6 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from django.db import NotSupportedError, connection
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
@@ -56,7 +55,7 @@ TEXT_FIELDS = {"email", "email_domain", "first_name", "last_name", "phone", "loc
 LOWERCASE_STORED = {"email", "email_domain"}
 TIME_FIELDS = {"created_at", "last_contacted_at"}
 STATUSES = {"subscribed", "unsubscribed", "bounced", "complained"}
-ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+ATTRIBUTE_KEY = re.compile(r"^(?!.*__)[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 RELATIVE = re.compile(
     r"^(?:(?P<n>\d{1,5})\s+(?P<unit>minute|hour|day|week|month|year)s?\s+ago|in\s+(?P<fn>\d{1,5})\s+(?P<funit>minute|hour|day|week|month|year)s?)$"
 )
@@ -324,21 +323,14 @@ class AttributeIsType(Func):
         raise NotSupportedError(f"segment attribute comparisons support PostgreSQL and SQLite, not {connection.vendor}")
 
 
-def _key_transform(keys: list[str]) -> KeyTransform:
-    expression: Any = "attributes"
-    for key in keys:
-        expression = KeyTransform(key, expression)
-    return expression
+def _path(keys: list[str], lookup: str) -> str:
+    # Keys are validated (no "__"), and an explicit lookup always ends the path, so
+    # every key is read as a JSON key even when it is named like a lookup.
+    return "__".join(["attributes", *keys, lookup])
 
 
 def _has_key(keys: list[str]) -> Q:
-    if len(keys) == 1:
-        return Q(attributes__has_key=keys[0])
-    return Q(_lookup(_key_transform(keys[:-1]), "has_key", keys[-1]))
-
-
-def _lookup(lhs, name: str, rhs) -> Any:
-    return lhs.get_lookup(name)(lhs, rhs)
+    return Q(**{_path(keys[:-1], "has_key"): keys[-1]})
 
 
 def _scalar(value: Any, path: str) -> str | int | float | bool:
@@ -348,7 +340,6 @@ def _scalar(value: Any, path: str) -> str | int | float | bool:
 
 
 def _attribute(keys: list[str], op: str, value: Any, path: str, ctx: _Context) -> Q:
-    target = _key_transform(keys)
     if op == "exists":
         present = _has_key(keys)
         return present if _flag(value, path) else ~present
@@ -361,28 +352,27 @@ def _attribute(keys: list[str], op: str, value: Any, path: str, ctx: _Context) -
                 nested = {key: nested}
             matched = Q(attributes__contains=nested)
         else:
-            matched = Q(_lookup(target, "exact", scalar))
+            matched = Q(**{_path(keys, "exact"): scalar})
         return matched if op == "eq" else (~matched | ~_has_key(keys))
     if op == "in":
         if not isinstance(value, list) or not value:
             raise SegmentRuleError(path, "must be a non-empty list")
         if len(value) > MAX_IN_VALUES:
             raise SegmentRuleError(path, f"has more than {MAX_IN_VALUES} values")
-        return Q(_lookup(target, "in", [_scalar(v, f"{path}[{i}]") for i, v in enumerate(value)]))
+        return Q(**{_path(keys, "in"): [_scalar(v, f"{path}[{i}]") for i, v in enumerate(value)]})
     if op == "contains":
-        text_target: Any = KeyTextTransform(keys[-1], _key_transform(keys[:-1]) if len(keys) > 1 else "attributes")
-        return Q(_lookup(text_target, "icontains", _string(value, path)))
+        return Q(**{_path(keys, "icontains"): _string(value, path)})
     if op in ("before", "after"):
         when = parse_when(value, path, ctx.now)
         # Attribute dates are ISO-8601 strings, which sort as text.
         bound = when.date().isoformat() if _looks_like_date(value) else when.isoformat()
         lookup = "lt" if op == "before" else "gt"
-        return Q(AttributeIsType(keys, "string")) & Q(_lookup(target, lookup, bound))
+        return Q(AttributeIsType(keys, "string")) & Q(**{_path(keys, lookup): bound})
     # gt, gte, lt, lte
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise SegmentRuleError(path, "must be a number or a string")
     json_type = "string" if isinstance(value, str) else "number"
-    return Q(AttributeIsType(keys, json_type)) & Q(_lookup(target, op, value))
+    return Q(AttributeIsType(keys, json_type)) & Q(**{_path(keys, op): value})
 
 
 def _looks_like_date(value: Any) -> bool:

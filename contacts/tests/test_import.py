@@ -1,0 +1,193 @@
+"""CSV import: formats, bad rows, upserts, tags and lists, hooks."""
+
+import codecs
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from accounts.tests.factories import OrganizationFactory
+from contacts import hooks, services
+from contacts.importer import ImportFailure, detect_format
+from contacts.models import Contact, ContactTag, ImportJob, ImportStatus, ListMembership, Suppression, Tag
+from contacts.tests.factories import ContactFactory, ContactListFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def org():
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def run_import(django_capture_on_commit_callbacks):
+    def run(org, content: bytes | str, *, tags=(), contact_list=None, name="contacts.csv") -> ImportJob:
+        data = content.encode() if isinstance(content, str) else content
+        job = ImportJob(organization=org, tag_names=list(tags), contact_list=contact_list)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.import_start(job=job, uploaded_file=SimpleUploadedFile(name, data, content_type="text/csv"))
+        job.refresh_from_db()
+        return job
+
+    return run
+
+
+def errors(job):
+    return [(e.line, e.reason) for e in job.row_errors.order_by("line")]
+
+
+def test_import_with_bad_rows_in_the_middle_imports_the_rest(org, run_import):
+    csv = (
+        "email,first_name,last_name,phone,city,age\n"
+        "ana@example.com,Ana,Smit,+31612345678,Utrecht,34\n"
+        "not-an-email,Bad,Row,,Nowhere,1\n"
+        "bob@example.com,Bob,,,Amsterdam,41\n"
+        "cas@example.com,Cas,,12345,Delft,2\n"
+        ",Empty,Email,,,\n"
+        "dee@example.com,Dee,,,Leiden,0123\n"
+    )
+    job = run_import(org, csv)
+    assert job.status == ImportStatus.COMPLETED, job.failure_reason
+    assert (job.total_rows, job.created, job.updated, job.failed) == (6, 3, 0, 3)
+    assert [line for line, _ in errors(job)] == [3, 5, 6]
+    reasons = dict(errors(job))
+    assert "not-an-email" in reasons[3]
+    assert "12345" in reasons[5]
+    assert "missing" in reasons[6]
+
+    ana = Contact.objects.get(organization=org, email="ana@example.com")
+    assert ana.first_name == "Ana"
+    assert ana.phone == "+31612345678"
+    assert ana.attributes == {"city": "Utrecht", "age": 34}
+    assert ana.status == "subscribed"
+    assert ana.consent_source == f"import:{job.pk}"
+    # Leading zeros stay text.
+    assert Contact.objects.get(email="dee@example.com").attributes["age"] == "0123"
+
+
+def test_reimport_upserts_without_duplicates_and_keeps_what_is_not_given(org, run_import):
+    run_import(org, "email,first_name,last_name,city\nana@example.com,Ana,Smit,Utrecht\nbob@example.com,Bob,B,Delft\n")
+    contact = Contact.objects.get(email="ana@example.com")
+    contact.status = "unsubscribed"
+    contact.save(update_fields=["status"])
+
+    job = run_import(org, "Email,First Name,plan\nANA@example.com,Anna,pro\ncas@example.com,Cas,free\n")
+    assert (job.created, job.updated, job.failed) == (1, 1, 0)
+    assert Contact.objects.filter(organization=org).count() == 3
+    ana = Contact.objects.get(email="ana@example.com")
+    assert ana.first_name == "Anna"
+    assert ana.last_name == "Smit"  # not in the second file: kept
+    assert ana.attributes == {"city": "Utrecht", "plan": "pro"}
+    assert ana.status == "unsubscribed"  # an import never re-subscribes
+
+
+def test_duplicates_within_the_file_are_reported_and_the_first_wins(org, run_import):
+    csv = "email,first_name,tags\na@example.com,First,red\nb@example.com,B,\nA@example.com,Second,blue\n"
+    job = run_import(org, csv)
+    assert (job.created, job.failed) == (2, 1)
+    assert errors(job) == [(4, "duplicate of line 2 (same email address)")]
+    contact = Contact.objects.get(email="a@example.com")
+    assert contact.first_name == "First"
+    # The rejected line's tags were not applied.
+    assert [link.tag.name for link in contact.tag_links.select_related("tag")] == ["red"]
+
+
+def test_tags_column_job_tags_and_list(org, run_import):
+    contact_list = ContactListFactory(organization=org)
+    existing = Tag.objects.create(organization=org, name="VIP")
+    job = run_import(
+        org,
+        'email,tags\na@example.com,"vip;new-one"\nb@example.com,\n',
+        tags=["Imported"],
+        contact_list=contact_list,
+    )
+    assert job.status == ImportStatus.COMPLETED
+    a_tags = set(ContactTag.objects.filter(contact__email="a@example.com").values_list("tag__name", flat=True))
+    b_tags = set(ContactTag.objects.filter(contact__email="b@example.com").values_list("tag__name", flat=True))
+    assert a_tags == {"VIP", "new-one", "Imported"}
+    assert b_tags == {"Imported"}
+    assert Tag.objects.filter(organization=org, name__iexact="vip").get() == existing
+    assert ListMembership.objects.filter(contact_list=contact_list).count() == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "encoding", "delimiter"),
+    [
+        ("email;first_name\na@example.com;Zoë\n".encode(), "utf-8", ";"),
+        (codecs.BOM_UTF8 + "email,first_name\na@example.com,Zoë\n".encode(), "utf-8-sig", ","),
+        ("email;first_name\na@example.com;Zoë\n".encode("latin-1"), "latin-1", ";"),
+        ("email\tfirst_name\na@example.com\tZoë\n".encode(), "utf-8", "\t"),
+    ],
+)
+def test_encodings_and_delimiters_are_detected(org, run_import, content, encoding, delimiter):
+    job = run_import(org, content)
+    assert job.status == ImportStatus.COMPLETED, job.failure_reason
+    assert (job.encoding, job.delimiter) == (encoding, delimiter)
+    assert Contact.objects.get(email="a@example.com").first_name == "Zoë"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty"),
+        (b"first_name,last_name\nAna,Smit\n", "No email column"),
+        (b"email,first_name\n", "no contacts"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "binary"),
+        (b"email,name\n" + b"a@example.com,ok\n" * 5000 + b"b@example.com,\xff\xfe\n", "not valid UTF-8"),
+        (b"email,email\na@example.com,b@example.com\n", "appears twice"),
+    ],
+)
+def test_malformed_files_fail_the_job_with_a_reason_and_write_nothing(org, run_import, content, reason):
+    job = run_import(org, content)
+    assert job.status == ImportStatus.FAILED
+    assert reason in job.failure_reason
+    assert not Contact.objects.filter(organization=org).exists()
+
+
+def test_import_reports_progress_counts(org, run_import):
+    rows = "".join(f"user{i}@example.com,User {i}\n" for i in range(12_000))
+    job = run_import(org, "email,first_name\n" + rows)
+    assert job.status == ImportStatus.COMPLETED
+    assert (job.total_rows, job.processed_rows, job.created) == (12_000, 12_000, 12_000)
+    assert job.started_at <= job.finished_at
+
+
+def test_erased_address_in_a_file_comes_back_suppressed(org, run_import):
+    contact = ContactFactory(organization=org, email="gone@example.com")
+    services.contact_erase(contact=contact)
+    run_import(org, "email\ngone@example.com\nfine@example.com\n")
+    assert set(Suppression.objects.filter(organization=org, kind="email").values_list("value", flat=True)) == {
+        "gone@example.com"
+    }
+
+
+def test_import_emits_contact_created_and_tag_added_hooks(org, run_import):
+    ContactFactory(organization=org, email="old@example.com")
+    received = []
+
+    def receiver(sender, **kwargs):
+        emails = sorted(kwargs["contacts"].values_list("email", flat=True))
+        received.append((kwargs["name"], emails, kwargs["properties"]))
+
+    hooks.contact_event.connect(receiver)
+    try:
+        run_import(org, "email,tags\nold@example.com,vip\nnew@example.com,vip\n")
+    finally:
+        hooks.contact_event.disconnect(receiver)
+    names = {name: emails for name, emails, _ in received}
+    assert names["contact_created"] == ["new@example.com"]
+    assert names["tag_added"] == ["new@example.com", "old@example.com"]
+
+
+def test_a_finished_job_is_not_imported_again(org, run_import):
+    job = run_import(org, "email\na@example.com\n")
+    from contacts.importer import run_import as importer_run
+
+    Contact.objects.all().delete()
+    assert importer_run(job).status == ImportStatus.COMPLETED
+    assert not Contact.objects.exists()
+
+
+def test_detect_format_refuses_utf16():
+    with pytest.raises(ImportFailure, match="binary"):
+        detect_format("email\na@example.com\n".encode("utf-16"))
