@@ -27,13 +27,22 @@ class TagSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
+class TagNamesField(serializers.ListField):
+    """The contact's tag names, read from the prefetched tag links."""
+
+    child = serializers.CharField(max_length=100)
+
+    def get_attribute(self, instance):
+        return sorted(link.tag.name for link in instance.tag_links.all())
+
+
 class ContactSerializer(serializers.ModelSerializer):
     """A contact. `tags` are names; writing them replaces the contact's tags."""
 
     id = serializers.UUIDField(source="public_id", read_only=True)
     email = serializers.CharField(max_length=254, required=False, allow_null=True, allow_blank=True)
     phone = serializers.CharField(max_length=40, required=False, allow_null=True, allow_blank=True)
-    tags = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=200)
+    tags = TagNamesField(required=False, max_length=200)
     status = serializers.ChoiceField(choices=ContactStatus.choices, required=False)
     attributes = serializers.JSONField(required=False)
 
@@ -57,11 +66,6 @@ class ContactSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["consent_source", "consent_at", "last_contacted_at", "created_at", "updated_at"]
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["tags"] = sorted(link.tag.name for link in instance.tag_links.all())
-        return data
 
     def validate_attributes(self, value):
         if not isinstance(value, dict):
