@@ -17,7 +17,10 @@ RESULTS = ROOT / "docs" / "BENCHMARKS.md"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/campaign_central_bench"
 
 # name -> module under bench/
-BENCHMARKS: dict[str, str] = {}
+BENCHMARKS: dict[str, str] = {
+    "import": "contacts_import",
+    "segment": "segment_count",
+}
 
 
 def machine_description() -> str:

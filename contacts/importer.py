@@ -1,15 +1,16 @@
 """CSV import of contacts: streamed, validated, staged, then upserted in set-based SQL.
 
-Phase 1 streams the file (never whole in memory): it sniffs encoding (UTF-8 with or
-without BOM, else Latin-1) and delimiter (`,` `;` tab `|`), maps the header, validates
-each row and writes good rows to a temporary staging table in chunks (PostgreSQL:
-COPY) and bad ones to ImportRowError with their line numbers.
+The reader streams the file (never whole in memory): it sniffs encoding (UTF-8 with
+or without BOM, else Latin-1) and delimiter (`,` `;` tab `|`), maps the header and
+validates each row, in chunks of a few thousand rows. Bad rows become ImportRowError
+with their line numbers.
 
-Phase 2 runs in one transaction: later duplicates of an address within the file
-become errors, contacts are upserted with one INSERT ... SELECT ... ON CONFLICT,
-then tags, the list and suppressions of erased addresses are applied, and the job
-is marked completed. A file that cannot be read fails the job before phase 2, so a
-failed import never leaves contacts half-written.
+The writer (ChunkWriter) takes chunks inside one transaction: it stages them
+(PostgreSQL: COPY), reports later duplicates of an address within the file against
+the first line, and upserts the chunk with one INSERT ... SELECT ... ON CONFLICT,
+then links tags and the list. On PostgreSQL it runs in a thread of its own so the
+database works while Python parses the next chunk. The transaction commits after the
+last chunk, so a file that turns out to be unreadable leaves no contacts behind.
 
 Columns: email (required), phone, first_name, last_name, tags (separated by `;`),
 timezone, locale; common spellings are recognised (E-mail, First Name, mobile, ...).
@@ -24,7 +25,10 @@ import csv
 import io
 import json
 import logging
+import queue
 import re
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,14 +36,16 @@ from datetime import datetime
 from typing import BinaryIO
 
 from django.db import connection, transaction
+from django.db.models.functions import Lower
+from django.db.models.lookups import In
 from django.utils import timezone
 
+from config.ids import uuid7
 from contacts import hooks
 from contacts.models import Contact, ImportJob, ImportRowError, ImportStatus, Tag
 from contacts.normalize import (
     InvalidValue,
     address_hash,
-    email_domain,
     normalize_email,
     normalize_phone,
     normalize_timezone,
@@ -49,7 +55,7 @@ from contacts.normalize import (
 logger = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 64 * 1024
-CHUNK_ROWS = 5_000
+CHUNK_ROWS = 20_000
 MAX_COLUMNS = 200
 MAX_FIELD_CHARS = 10_000
 MAX_ROW_ERRORS = 100_000
@@ -67,6 +73,7 @@ FIELD_ALIASES = {
 _ALIAS_TO_FIELD = {alias: name for name, aliases in FIELD_ALIASES.items() for alias in aliases}
 STAGE_COLUMNS = [
     "line",
+    "public_id",
     "email",
     "email_domain",
     "email_hash",
@@ -95,13 +102,12 @@ class ColumnMap:
     attributes: list[tuple[str, int]]  # attribute key -> column index
     width: int
 
-
-@dataclass
-class PhaseOneResult:
-    rows: int = 0
-    staged: int = 0
-    errors: int = 0
-    tag_names: set[str] = field(default_factory=set)
+    @property
+    def at(self) -> dict[str, int]:
+        """Column index of every known field; a field the file lacks points past the last column."""
+        if not hasattr(self, "_at"):
+            self._at = {name: self.fields.get(name, self.width) for name in FIELD_ALIASES}
+        return self._at
 
 
 # --- reading the file ----------------------------------------------------------------
@@ -198,42 +204,37 @@ def read_rows(stream: BinaryIO, fmt: FileFormat) -> tuple[list[str], Iterator[tu
 
 
 def parse_row(cells: list[str], columns: ColumnMap) -> tuple[tuple, list[str]]:
-    """One row as a staging tuple (without the line) plus its tag names; raises InvalidValue."""
-    if len(cells) > columns.width:
-        extra = [c for c in cells[columns.width :] if c.strip()]
-        if extra:
-            raise InvalidValue(f"has {len(cells)} cells but the header has {columns.width} columns")
-
-    def cell(name: str) -> str:
-        index = columns.fields.get(name)
-        if index is None or index >= len(cells):
-            return ""
-        value = cells[index]
-        if len(value) > MAX_FIELD_CHARS:
-            raise InvalidValue(f"{name} is longer than {MAX_FIELD_CHARS} characters")
-        return value.strip()
-
-    email = normalize_email(cell("email"))
-    phone_text = cell("phone")
+    """One row as a staging tuple (without line and id) plus its tag names; raises InvalidValue."""
+    width = columns.width
+    if len(cells) > width and any(c.strip() for c in cells[width:]):
+        raise InvalidValue(f"has {len(cells)} cells but the header has {width} columns")
+    if len(max(cells, key=len)) > MAX_FIELD_CHARS:
+        raise InvalidValue(f"a cell is longer than {MAX_FIELD_CHARS} characters")
+    # Pad so every mapped column exists; a missing field points at the last, empty cell.
+    padded = cells[:width] + [""] * (width - len(cells) + 1)
+    at = columns.at
+    email = normalize_email(padded[at["email"]])
+    phone_text = padded[at["phone"]].strip()
     phone = normalize_phone(phone_text) if phone_text else None
-    tz = normalize_timezone(cell("timezone"))
+    timezone_text = padded[at["timezone"]].strip()
+    tz = normalize_timezone(timezone_text) if timezone_text else ""
     attributes = {}
     for key, index in columns.attributes:
-        if index < len(cells) and cells[index].strip():
-            if len(cells[index]) > MAX_FIELD_CHARS:
-                raise InvalidValue(f"{key} is longer than {MAX_FIELD_CHARS} characters")
-            attributes[key] = typed_attribute(cells[index])
-    tags = [t.strip()[:100] for t in cell("tags").split(";") if t.strip()]
+        value = padded[index]
+        if value and not value.isspace():
+            attributes[key] = typed_attribute(value)
+    tags_text = padded[at["tags"]]
+    tags = [t.strip()[:100] for t in tags_text.split(";") if t.strip()] if tags_text else []
     row = (
         email,
-        email_domain(email),
+        email.rpartition("@")[2],
         address_hash(email),
         phone,
-        cell("first_name")[:150],
-        cell("last_name")[:150],
+        padded[at["first_name"]].strip()[:150],
+        padded[at["last_name"]].strip()[:150],
         tz,
-        cell("locale")[:16],
-        json.dumps(attributes, ensure_ascii=False),
+        padded[at["locale"]].strip()[:16],
+        json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
     )
     return row, tags
 
@@ -249,25 +250,88 @@ def count_lines(stream: BinaryIO) -> int:
 # --- the database side ------------------------------------------------------------------
 
 
-class Staging:
-    """A temporary table for one import's rows, and the dialect bits that differ."""
+@dataclass
+class Chunk:
+    """Rows parsed from one stretch of the file, on their way to the database."""
+
+    rows: list[tuple] = field(default_factory=list)  # (line, *STAGE_COLUMNS[1:])
+    tag_rows: list[tuple] = field(default_factory=list)  # (line, lower-cased tag name)
+    tag_names: dict[str, str] = field(default_factory=dict)  # lower-cased -> as written
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    rows_copy: bytes | None = None
+    tags_copy: bytes | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.errors)
+
+    def encode_for_copy(self) -> None:
+        """Turn the rows into COPY text now, in the reading thread, so the writer thread only ships bytes."""
+        self.rows_copy = _copy_text(self.rows)
+        self.tags_copy = _copy_text(self.tag_rows)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
+    if value is None:
+        return "\\N"
+    if not isinstance(value, str):
+        return str(value)
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_COPY_ESCAPES)
+    return value
+
+
+def _copy_text(rows: list[tuple]) -> bytes:
+    """PostgreSQL COPY text format: tab-separated, backslash escapes, \\N for NULL."""
+    lines = ["\t".join(map(_copy_value, row)) for row in rows]
+    lines.append("")
+    return "\n".join(lines).encode()
+
+
+@dataclass
+class Totals:
+    rows: int = 0
+    created: int = 0
+    existing: int = 0
+    failed: int = 0
+
+
+class _Abort(Exception):
+    """The reader gave up (bad file): roll the import back."""
+
+
+_DONE = object()
+_ABORT = object()
+
+
+class ChunkWriter:
+    """The database side of one import, inside one transaction.
+
+    Every chunk is staged, checked for addresses seen earlier in the file, and
+    upserted at once, so PostgreSQL works on chunk N while Python parses chunk
+    N+1 (the writer runs in its own thread there). Nothing is committed until the
+    last chunk: a file that turns out to be unreadable leaves no contacts behind.
+    """
 
     def __init__(self, job: ImportJob):
         suffix = job.id.hex
-        self.rows = f"import_rows_{suffix}"
-        self.tags = f"import_tags_{suffix}"
+        self.job = job
+        self.stage = f"import_stage_{suffix}"  # every accepted row, one per address
+        self.incoming = f"import_in_{suffix}"  # the current chunk
+        self.incoming_tags = f"import_in_tags_{suffix}"
+        self.chunk_ids = f"import_ids_{suffix}"  # contact ids of the current chunk
+        self.accepted = f"import_ok_{suffix}"  # lines of the current chunk seen first here
         self.vendor = connection.vendor
+        self.now = timezone.now()
+        self.consent = f"import:{job.pk}"
+        self.tag_ids: dict[str, uuid.UUID] = {}
+        self.job_tag_ids: list[uuid.UUID] = []
+        self.totals = Totals()
+        self.errors_written = 0
 
-    def create(self) -> None:
-        temp = "TEMPORARY"
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.rows}")
-            cursor.execute(f"DROP TABLE IF EXISTS {self.tags}")
-            cursor.execute(
-                f"CREATE {temp} TABLE {self.rows} (line integer, email text, email_domain text, email_hash text, "
-                "phone text, first_name text, last_name text, timezone text, locale text, attributes text)"
-            )
-            cursor.execute(f"CREATE {temp} TABLE {self.tags} (line integer, email text, tag text)")
+    # --- dialect ---
 
     def param(self, value):
         """A value for raw SQL: SQLite takes UUIDs as hex and datetimes as Django stores them."""
@@ -278,308 +342,407 @@ class Staging:
                 return connection.ops.adapt_datetimefield_value(value)
         return value
 
+    def _values(self, alias: str, columns: list[str], count: int) -> str:
+        rows = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * count)
+        if self.vendor == "postgresql":
+            return f"(VALUES {rows}) AS {alias}({', '.join(columns)})"
+        picked = ", ".join(f"column{i + 1} AS {name}" for i, name in enumerate(columns))
+        return f"(SELECT {picked} FROM (VALUES {rows})) AS {alias}"
+
+    # --- lifecycle ---
+
+    def start(self) -> None:
+        if self.vendor == "postgresql":
+            # Before the first temporary table of the session: room for the staging index in memory.
+            with connection.cursor() as cursor:
+                cursor.execute("SET temp_buffers = '128MB'")
+        columns = (
+            "line integer, public_id uuid, email text, email_domain text, email_hash text, phone text, "
+            "first_name text, last_name text, timezone text, locale text, attributes text"
+        )
+        with connection.cursor() as cursor:
+            self._drop(cursor)
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.stage} (email text PRIMARY KEY, line integer NOT NULL)")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.incoming} ({columns})")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.accepted} (line integer PRIMARY KEY)")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.incoming_tags} (line integer, tag text)")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.chunk_ids} (id bigint, email text, inserted boolean)")
+        tags = _ensure_tags(self.job.organization_id, {name: name for name in self.job.tag_names})
+        self.tag_ids.update(tags)
+        self.job_tag_ids = list(tags.values())
+
+    def _drop(self, cursor) -> None:
+        for table in (self.stage, self.incoming, self.incoming_tags, self.chunk_ids, self.accepted):
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
+
     def drop(self) -> None:
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {self.rows}")
-            cursor.execute(f"DROP TABLE IF EXISTS {self.tags}")
+            self._drop(cursor)
 
-    def write(self, rows: list[tuple], tag_rows: list[tuple]) -> None:
+    def write(self, chunk: Chunk) -> None:
+        p = self.param
+        org = p(self.job.organization_id)
+        self.totals.rows += len(chunk)
+        self._write_errors([(line, reason) for line, reason in chunk.errors])
+        self.totals.failed += len(chunk.errors)
+        if not chunk.rows:
+            return
+        new_tags = {key: name for key, name in chunk.tag_names.items() if key not in self.tag_ids}
+        if new_tags:
+            self.tag_ids.update(_ensure_tags(self.job.organization_id, new_tags))
+        s, i, ids, acc = self.stage, self.incoming, self.chunk_ids, self.accepted
+        chunk_tables = (i, self.incoming_tags, ids, acc)
         with connection.cursor() as cursor:
             if self.vendor == "postgresql":
-                with cursor.copy(f"COPY {self.rows} ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
+                cursor.execute(f"TRUNCATE {', '.join(chunk_tables)}")
+            else:
+                for table in chunk_tables:
+                    cursor.execute(f"DELETE FROM {table}")
+            self._copy(cursor, i, STAGE_COLUMNS, chunk.rows, chunk.rows_copy)
+            if chunk.tag_rows:
+                self._copy(cursor, self.incoming_tags, ["line", "tag"], chunk.tag_rows, chunk.tags_copy)
+            # The first line with an address wins; later ones are reported against it. The reader
+            # already dropped repeats within the chunk; `stage` (email -> first line) catches
+            # repeats of earlier chunks. Every statement reads the chunk's own tables and reaches
+            # `stage` only through its primary key, so a chunk costs the same at any point in the file.
+            stage_insert = (
+                f"INSERT INTO {s} (email, line) SELECT email, line FROM {i} WHERE true ON CONFLICT (email) DO NOTHING"
+            )
+            if self.vendor == "postgresql":
+                cursor.execute(
+                    f"WITH ins AS ({stage_insert} RETURNING line) INSERT INTO {acc} (line) SELECT line FROM ins"
+                )
+            else:
+                cursor.execute(f"{stage_insert} RETURNING line")
+                cursor.executemany(f"INSERT INTO {acc} (line) VALUES (%s)", cursor.fetchall())
+            cursor.execute(
+                f"""
+                INSERT INTO contacts_importrowerror (job_id, line, reason)
+                SELECT %s, n.line, 'duplicate of line ' || (SELECT s.line FROM {s} s WHERE s.email = n.email)
+                       || ' (same email address)'
+                FROM {i} n WHERE NOT EXISTS (SELECT 1 FROM {acc} a WHERE a.line = n.line)
+                """,
+                [p(self.job.pk)],
+            )
+            duplicates = max(cursor.rowcount, 0)
+            self.totals.failed += duplicates
+            accepted = f"{i} n JOIN {acc} a ON a.line = n.line WHERE true"
+            upsert = f"""
+                INSERT INTO contacts_contact (
+                    organization_id, public_id, email, email_domain, phone, first_name, last_name, timezone,
+                    locale, attributes, status, consent_source, consent_at, created_at, updated_at
+                )
+                SELECT %s, n.public_id, n.email, n.email_domain, n.phone, n.first_name, n.last_name,
+                       n.timezone, n.locale, {self._json("n.attributes")}, 'subscribed', %s, %s, %s, %s
+                FROM {accepted}
+                ON CONFLICT (organization_id, email) DO UPDATE SET
+                    phone = COALESCE(excluded.phone, contacts_contact.phone),
+                    first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name
+                                      ELSE contacts_contact.first_name END,
+                    last_name = CASE WHEN excluded.last_name <> '' THEN excluded.last_name
+                                     ELSE contacts_contact.last_name END,
+                    timezone = CASE WHEN excluded.timezone <> '' THEN excluded.timezone
+                                    ELSE contacts_contact.timezone END,
+                    locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE contacts_contact.locale END,
+                    attributes = {self._json_merge},
+                    updated_at = excluded.updated_at
+            """
+            upsert_params = [org, self.consent, p(self.now), p(self.now), p(self.now)]
+            if self.vendor == "postgresql":
+                # One pass: the upsert hands back each contact's id and whether it was new (xmax = 0).
+                cursor.execute(
+                    f"WITH up AS ({upsert} RETURNING id, email, (xmax = 0) AS inserted) "
+                    f"INSERT INTO {ids} (id, email, inserted) SELECT id, email, inserted FROM up",
+                    upsert_params,
+                )
+            else:
+                cursor.execute(upsert, upsert_params)
+                # Rows this upsert inserted carry its timestamp; updated ones keep their created_at.
+                cursor.execute(
+                    f"INSERT INTO {ids} (id, email, inserted) SELECT c.id, c.email, c.created_at = %s FROM {i} n "
+                    f"JOIN {acc} a ON a.line = n.line "
+                    "JOIN contacts_contact c ON c.organization_id = %s AND c.email = n.email",
+                    [p(self.now), org],
+                )
+            cursor.execute(f"SELECT count(*), count(*) FILTER (WHERE inserted) FROM {ids}")
+            upserted, created = cursor.fetchone()
+            self.totals.created += created
+            self.totals.existing += upserted - created
+            self._link_tags(cursor, chunk)
+            if self.job.contact_list_id:
+                cursor.execute(
+                    f"""
+                    INSERT INTO contacts_listmembership (contact_list_id, contact_id, subscribed_at)
+                    SELECT %s, x.id, %s FROM {ids} x WHERE true
+                    ON CONFLICT (contact_list_id, contact_id) DO NOTHING
+                    """,
+                    [p(self.job.contact_list_id), p(self.now)],
+                )
+            # Addresses erased on request stay unmailable when they come back in a file.
+            cursor.execute(
+                f"""
+                INSERT INTO contacts_suppression (id, organization_id, kind, value, reason, source, created_at)
+                SELECT {self._new_uuid}, %s, 'email', n.email, 'erased', %s, %s FROM {accepted}
+                AND n.email_hash IN (
+                    SELECT value FROM contacts_suppression WHERE organization_id = %s AND kind = 'email_hash'
+                )
+                ON CONFLICT (organization_id, kind, value) DO NOTHING
+                """,
+                [org, self.consent, p(self.now), org],
+            )
+
+    def _copy(self, cursor, table: str, columns: list[str], rows: list[tuple], encoded: bytes | None) -> None:
+        if self.vendor == "postgresql":
+            with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                if encoded is not None:
+                    copy.write(encoded)
+                else:
                     for row in rows:
                         copy.write_row(row)
-                if tag_rows:
-                    with cursor.copy(f"COPY {self.tags} (line, email, tag) FROM STDIN") as copy:
-                        for row in tag_rows:
-                            copy.write_row(row)
-            else:
-                marks = ", ".join(["%s"] * len(STAGE_COLUMNS))
-                cursor.executemany(f"INSERT INTO {self.rows} ({', '.join(STAGE_COLUMNS)}) VALUES ({marks})", rows)
-                if tag_rows:
-                    cursor.executemany(f"INSERT INTO {self.tags} (line, email, tag) VALUES (%s, %s, %s)", tag_rows)
+        else:
+            marks = ", ".join(["%s"] * len(columns))
+            cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
-    # Dialect pieces for phase 2.
+    def _write_errors(self, errors: list[tuple[int, str]]) -> None:
+        room = MAX_ROW_ERRORS - self.errors_written
+        if errors and room > 0:
+            ImportRowError.objects.bulk_create(
+                [ImportRowError(job_id=self.job.pk, line=line, reason=reason[:500]) for line, reason in errors[:room]]
+            )
+            self.errors_written += min(len(errors), room)
+
+    def _link_tags(self, cursor, chunk: Chunk) -> None:
+        """Tags from the file's tags column and the import's own tags, in one INSERT."""
+        p = self.param
+        selects, params = [], []
+        named = {key: self.tag_ids[key] for _line, key in chunk.tag_rows if key in self.tag_ids}
+        if named:
+            selects.append(
+                f"SELECT x.id AS contact_id, m.tag_id AS tag_id FROM {self.incoming_tags} t "
+                f"JOIN {self.accepted} a ON a.line = t.line "
+                f"JOIN {self.incoming} n ON n.line = t.line "
+                f"JOIN {self.chunk_ids} x ON x.email = n.email "
+                f"JOIN {self._values('m', ['name', 'tag_id'], len(named))} ON m.name = t.tag"
+            )
+            params += [item for key, tag_id in named.items() for item in (key, p(tag_id))]
+        if self.job_tag_ids:
+            selects.append(
+                f"SELECT x.id AS contact_id, j.tag_id AS tag_id FROM {self.chunk_ids} x "
+                f"CROSS JOIN {self._values('j', ['tag_id'], len(self.job_tag_ids))}"
+            )
+            params += [p(tag_id) for tag_id in self.job_tag_ids]
+        if not selects:
+            return
+        cursor.execute(
+            f"""
+            INSERT INTO contacts_contacttag (contact_id, tag_id, created_at)
+            SELECT links.contact_id, links.tag_id, %s FROM ({" UNION ALL ".join(selects)}) links
+            WHERE true
+            ON CONFLICT (contact_id, tag_id) DO NOTHING
+            """,
+            [p(self.now), *params],
+        )
+
+    def finish(self) -> None:
+        if self.totals.rows == 0:
+            raise ImportFailure("The file has a header row but no contacts.")
+        ImportJob.objects.filter(pk=self.job.pk).update(
+            status=ImportStatus.COMPLETED,
+            total_rows=self.totals.rows,
+            processed_rows=self.totals.rows,
+            created=self.totals.created,
+            updated=self.totals.existing,
+            failed=self.totals.failed,
+            finished_at=timezone.now(),
+        )
+        self._emit_hooks()
+
+    def _emit_hooks(self) -> None:
+        organization_id = self.job.organization_id
+        if self.totals.created:
+            hooks.emit(
+                organization_id=organization_id,
+                name=hooks.CONTACT_CREATED,
+                # consent_source is written on insert only, so it marks the contacts this import created.
+                contacts=Contact.objects.filter(organization_id=organization_id, consent_source=self.consent),
+                properties={"source": "import", "import_job_id": str(self.job.pk)},
+                occurred_at=self.now,
+            )
+        for key, tag_id in self.tag_ids.items():
+            hooks.emit(
+                organization_id=organization_id,
+                name=hooks.TAG_ADDED,
+                contacts=Contact.objects.filter(tag_links__tag_id=tag_id, tag_links__created_at=self.now),
+                properties={"tag": key, "tag_id": str(tag_id), "source": "import"},
+                occurred_at=self.now,
+            )
+
     @property
-    def new_uuid(self) -> str:
+    def _new_uuid(self) -> str:
         return "gen_random_uuid()" if self.vendor == "postgresql" else "lower(hex(randomblob(16)))"
 
-    @property
-    def json_value(self) -> str:
-        return "s.attributes::jsonb" if self.vendor == "postgresql" else "json(s.attributes)"
+    def _json(self, column: str) -> str:
+        return f"{column}::jsonb" if self.vendor == "postgresql" else f"json({column})"
 
     @property
-    def json_merge(self) -> str:
+    def _json_merge(self) -> str:
         if self.vendor == "postgresql":
             return "contacts_contact.attributes || excluded.attributes"
         return "json_patch(contacts_contact.attributes, excluded.attributes)"
 
 
+def _ensure_tags(organization_id, names: dict[str, str]) -> dict[str, uuid.UUID]:
+    """Tag ids by lower-cased name, creating the tags that do not exist yet."""
+    wanted = {key.strip().lower(): name.strip() for key, name in names.items() if name.strip()}
+    if not wanted:
+        return {}
+    tags = Tag.objects.filter(organization_id=organization_id).filter(In(Lower("name"), list(wanted)))
+    existing = {t.name.lower(): t.pk for t in tags}
+    missing = [Tag(organization_id=organization_id, name=name) for key, name in wanted.items() if key not in existing]
+    if missing:
+        Tag.objects.bulk_create(missing, ignore_conflicts=True)
+        existing = {t.name.lower(): t.pk for t in tags.all()}
+    return {key: existing[key] for key in wanted if key in existing}
+
+
+# --- the import -------------------------------------------------------------------------------
+
+
+def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
+    """Parse and validate the file, chunk by chunk; raises ImportFailure for an unreadable file."""
+    sample = stream.read(SAMPLE_BYTES)
+    fmt = detect_format(sample)
+    stream.seek(0)
+    estimated = max(count_lines(stream) - 1, 0)
+    ImportJob.objects.filter(pk=job.pk).update(encoding=fmt.encoding, delimiter=fmt.delimiter, total_rows=estimated)
+    header, rows = read_rows(stream, fmt)
+    columns = map_columns(header)
+    chunk = Chunk()
+    first_lines: dict[str, int] = {}  # this chunk's addresses; earlier chunks are checked in the database
+    for line, cells in rows:
+        try:
+            row, tags = parse_row(cells, columns)
+        except InvalidValue as exc:
+            chunk.errors.append((line, str(exc)))
+        else:
+            first = first_lines.setdefault(row[0], line)
+            if first != line:
+                chunk.errors.append((line, f"duplicate of line {first} (same email address)"))
+                continue
+            chunk.rows.append((line, uuid7().hex, *row))  # public_id, used only if the contact is new
+            for tag in tags:
+                key = tag.lower()
+                chunk.tag_names.setdefault(key, tag)
+                chunk.tag_rows.append((line, key))
+        if len(chunk) >= CHUNK_ROWS:
+            yield chunk
+            chunk = Chunk()
+            first_lines.clear()
+    if len(chunk):
+        yield chunk
+
+
 def run_import(job: ImportJob) -> ImportJob:
     """Import the job's file; marks the job completed or failed. Safe to run again."""
     claimed = ImportJob.objects.filter(pk=job.pk, status__in=[ImportStatus.PENDING, ImportStatus.RUNNING]).update(
-        status=ImportStatus.RUNNING, started_at=timezone.now(), failure_reason=""
+        status=ImportStatus.RUNNING, started_at=timezone.now(), failure_reason="", processed_rows=0
     )
     if not claimed:
         return ImportJob.objects.get(pk=job.pk)  # completed or failed already: nothing to redo
     ImportRowError.objects.filter(job=job).delete()  # a rerun after a crash starts clean
-    staging = Staging(job)
+    # In its own thread the writer overlaps PostgreSQL's work with parsing. Inside an
+    # outer transaction (tests) or on SQLite (one writer at a time) it runs inline.
+    threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
     try:
-        staging.create()
         with job.file.open("rb") as stream:
-            result = _phase_one(job, stream, staging)
-        _phase_two(job, staging, result)
+            chunks = read_chunks(job, stream)
+            if threaded:
+                _write_in_thread(job, chunks)
+            else:
+                _write_inline(job, chunks)
     except ImportFailure as exc:
         _fail(job, str(exc))
     except Exception:
         logger.exception("import crashed", extra={"import_job_id": str(job.pk)})
         _fail(job, "The import stopped on an unexpected error; nothing was imported. Try again or contact support.")
         raise
-    finally:
-        try:
-            staging.drop()
-        except Exception:  # the connection may be gone after a crash; temp tables die with it
-            logger.warning("could not drop import staging tables", extra={"import_job_id": str(job.pk)})
     job.refresh_from_db()
+    if job.status == ImportStatus.COMPLETED:
+        logger.info(
+            "import completed",
+            extra={"import_job_id": str(job.pk), "rows": job.total_rows, "contacts_created": job.created},
+        )
     return job
 
 
+def _write_inline(job: ImportJob, chunks: Iterator[Chunk]) -> None:
+    writer = ChunkWriter(job)
+    try:
+        with transaction.atomic():
+            writer.start()
+            for chunk in chunks:
+                writer.write(chunk)
+            writer.finish()
+    finally:
+        writer.drop()
+
+
+def _write_in_thread(job: ImportJob, chunks: Iterator[Chunk]) -> None:
+    feed: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory stays flat
+    failure: list[BaseException] = []
+
+    def write_all() -> None:
+        writer = ChunkWriter(job)
+        try:
+            with transaction.atomic():
+                writer.start()
+                while (item := feed.get()) is not _DONE:
+                    if item is _ABORT:
+                        raise _Abort
+                    writer.write(item)
+                writer.finish()
+        except _Abort as exc:
+            failure.append(exc)
+        except BaseException as exc:
+            failure.append(exc)
+            while feed.get() not in (_DONE, _ABORT):  # unblock the reader until it stops
+                pass
+        finally:
+            try:
+                writer.drop()
+            finally:
+                connection.close()
+
+    thread = threading.Thread(target=write_all, name=f"import-{job.pk}", daemon=True)
+    # The reader holds the GIL while it parses; a short switch interval lets the writer
+    # pick up each database reply at once instead of after up to 5 ms.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    thread.start()
+    processed = 0
+    try:
+        for chunk in chunks:
+            if failure:
+                break
+            chunk.encode_for_copy()
+            feed.put(chunk)
+            processed += len(chunk)
+            ImportJob.objects.filter(pk=job.pk).update(processed_rows=processed)
+    except BaseException:
+        feed.put(_ABORT)
+        thread.join()
+        raise
+    finally:
+        sys.setswitchinterval(switch_interval)
+    feed.put(_DONE)
+    thread.join()
+    if failure and not isinstance(failure[0], _Abort):
+        raise failure[0]
+
+
 def _fail(job: ImportJob, reason: str) -> None:
-    # Only a running job fails: a job whose phase 2 committed stays completed.
+    # Only a running job fails: a job whose rows were committed stays completed.
     ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING).update(
         status=ImportStatus.FAILED, failure_reason=reason, finished_at=timezone.now()
     )
     logger.info("import failed", extra={"import_job_id": str(job.pk), "reason": reason})
-
-
-def _phase_one(job: ImportJob, stream: BinaryIO, staging: Staging) -> PhaseOneResult:
-    sample = stream.read(SAMPLE_BYTES)
-    fmt = detect_format(sample)
-    stream.seek(0)
-    estimated = max(count_lines(stream) - 1, 0)
-    ImportJob.objects.filter(pk=job.pk).update(
-        encoding=fmt.encoding, delimiter=fmt.delimiter, total_rows=estimated, processed_rows=0
-    )
-    header, rows = read_rows(stream, fmt)
-    columns = map_columns(header)
-
-    result = PhaseOneResult()
-    staged: list[tuple] = []
-    tag_rows: list[tuple] = []
-    errors: list[ImportRowError] = []
-
-    def flush() -> None:
-        staging.write(staged, tag_rows)
-        ImportRowError.objects.bulk_create(errors)
-        ImportJob.objects.filter(pk=job.pk).update(processed_rows=result.rows)
-        staged.clear()
-        tag_rows.clear()
-        errors.clear()
-
-    for line, cells in rows:
-        result.rows += 1
-        try:
-            row, tags = parse_row(cells, columns)
-        except InvalidValue as exc:
-            result.errors += 1
-            if result.errors <= MAX_ROW_ERRORS:
-                errors.append(ImportRowError(job=job, line=line, reason=str(exc)[:500]))
-        else:
-            staged.append((line, *row))
-            for tag in tags:
-                lowered = tag.lower()
-                result.tag_names.add(tag)
-                tag_rows.append((line, row[0], lowered))
-            result.staged += 1
-        if len(staged) + len(errors) >= CHUNK_ROWS:
-            flush()
-    flush()
-    if result.rows == 0:
-        raise ImportFailure("The file has a header row but no contacts.")
-    return result
-
-
-def _phase_two(job: ImportJob, staging: Staging, result: PhaseOneResult) -> None:
-    p = staging.param
-    org_param = p(job.organization_id)
-    now = timezone.now()
-    s, st = staging.rows, staging.tags
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(f"CREATE INDEX {s}_email ON {s} (email)")
-        # A later row with an address seen before is an error that points at the first one.
-        cursor.execute(
-            f"""
-            INSERT INTO contacts_importrowerror (job_id, line, reason)
-            SELECT %s, r.line, 'duplicate of line ' || r.first_line || ' (same email address)'
-            FROM (SELECT line, min(line) OVER (PARTITION BY email) AS first_line FROM {s}) r
-            WHERE r.line <> r.first_line
-            """,
-            [p(job.pk)],
-        )
-        duplicates = cursor.rowcount
-        if duplicates:
-            later_lines = (
-                f"SELECT line FROM (SELECT line, min(line) OVER (PARTITION BY email) AS first_line FROM {s}) r "
-                "WHERE r.line <> r.first_line"
-            )
-            cursor.execute(f"DELETE FROM {st} WHERE line IN ({later_lines})")
-            cursor.execute(f"DELETE FROM {s} WHERE line IN ({later_lines})")
-        cursor.execute(
-            f"SELECT count(*) FROM {s} s JOIN contacts_contact c ON c.organization_id = %s AND c.email = s.email",
-            [org_param],
-        )
-        existing = cursor.fetchone()[0]
-        cursor.execute(f"SELECT count(*) FROM {s}")
-        unique_rows = cursor.fetchone()[0]
-
-        consent = f"import:{job.pk}"
-        cursor.execute(
-            f"""
-            INSERT INTO contacts_contact (
-                organization_id, public_id, email, email_domain, phone, first_name, last_name, timezone, locale,
-                attributes, status, consent_source, consent_at, created_at, updated_at
-            )
-            SELECT %s, {staging.new_uuid}, s.email, s.email_domain, s.phone, s.first_name, s.last_name, s.timezone,
-                   s.locale, {staging.json_value}, 'subscribed', %s, %s, %s, %s
-            FROM {s} s WHERE true
-            ON CONFLICT (organization_id, email) DO UPDATE SET
-                phone = COALESCE(excluded.phone, contacts_contact.phone),
-                first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name
-                                  ELSE contacts_contact.first_name END,
-                last_name = CASE WHEN excluded.last_name <> '' THEN excluded.last_name
-                                 ELSE contacts_contact.last_name END,
-                timezone = CASE WHEN excluded.timezone <> '' THEN excluded.timezone ELSE contacts_contact.timezone END,
-                locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE contacts_contact.locale END,
-                attributes = {staging.json_merge},
-                updated_at = excluded.updated_at
-            """,
-            [org_param, consent, p(now), p(now), p(now)],
-        )
-
-        tag_ids = _ensure_tags(job, result.tag_names | set(job.tag_names))
-        _link_tags(cursor, staging, org_param, now, tag_ids, job)
-        if job.contact_list_id:
-            cursor.execute(
-                f"""
-                INSERT INTO contacts_listmembership (contact_list_id, contact_id, subscribed_at)
-                SELECT %s, c.id, %s FROM {s} s
-                JOIN contacts_contact c ON c.organization_id = %s AND c.email = s.email
-                WHERE true
-                ON CONFLICT (contact_list_id, contact_id) DO NOTHING
-                """,
-                [p(job.contact_list_id), p(now), org_param],
-            )
-        # Addresses erased on request stay unmailable when they come back in a file.
-        cursor.execute(
-            f"""
-            INSERT INTO contacts_suppression (id, organization_id, kind, value, reason, source, created_at)
-            SELECT {staging.new_uuid}, %s, 'email', s.email, 'erased', %s, %s FROM {s} s
-            WHERE s.email_hash IN (
-                SELECT value FROM contacts_suppression WHERE organization_id = %s AND kind = 'email_hash'
-            )
-            ON CONFLICT (organization_id, kind, value) DO NOTHING
-            """,
-            [org_param, consent, p(now), org_param],
-        )
-        created = unique_rows - existing
-        ImportJob.objects.filter(pk=job.pk).update(
-            status=ImportStatus.COMPLETED,
-            total_rows=result.rows,
-            processed_rows=result.rows,
-            created=created,
-            updated=existing,
-            failed=result.errors + duplicates,
-            finished_at=timezone.now(),
-        )
-        _emit_hooks(job, now, created, tag_ids)
-    logger.info(
-        "import completed",
-        extra={
-            "import_job_id": str(job.pk),
-            "rows": result.rows,
-            "contacts_created": created,
-            "contacts_updated": existing,
-        },
-    )
-
-
-def _ensure_tags(job: ImportJob, names: set[str]) -> dict[str, uuid.UUID]:
-    """Tag ids by lower-cased name, creating the tags that do not exist yet."""
-    wanted = {name.strip().lower(): name.strip() for name in names if name.strip()}
-    if not wanted:
-        return {}
-    existing = {t.name.lower(): t.pk for t in Tag.objects.for_organization(job.organization_id)}
-    missing = [
-        Tag(organization_id=job.organization_id, name=name) for key, name in wanted.items() if key not in existing
-    ]
-    Tag.objects.bulk_create(missing, ignore_conflicts=True)
-    existing = {t.name.lower(): t.pk for t in Tag.objects.for_organization(job.organization_id)}
-    return {key: existing[key] for key in wanted if key in existing}
-
-
-def _link_tags(cursor, staging: Staging, org_param, now: datetime, tag_ids: dict[str, uuid.UUID], job: ImportJob):
-    if not tag_ids:
-        return
-    s, st = staging.rows, staging.tags
-    p = staging.param
-    values = ", ".join(["(%s, %s)"] * len(tag_ids))
-    mapping = [item for key, tag_id in tag_ids.items() for item in (key, p(tag_id))]
-    # Tags named in the file's tags column.
-    cursor.execute(
-        f"""
-        INSERT INTO contacts_contacttag (contact_id, tag_id, created_at)
-        SELECT DISTINCT c.id, m.tag_id, %s
-        FROM {st} st
-        JOIN (VALUES {values}) AS m(name, tag_id) ON m.name = st.tag
-        JOIN contacts_contact c ON c.organization_id = %s AND c.email = st.email
-        WHERE true
-        ON CONFLICT (contact_id, tag_id) DO NOTHING
-        """
-        if staging.vendor == "postgresql"
-        else f"""
-        INSERT INTO contacts_contacttag (contact_id, tag_id, created_at)
-        SELECT DISTINCT c.id, m.tag_id, %s
-        FROM {st} st
-        JOIN (SELECT column1 AS name, column2 AS tag_id FROM (VALUES {values})) AS m ON m.name = st.tag
-        JOIN contacts_contact c ON c.organization_id = %s AND c.email = st.email
-        WHERE true
-        ON CONFLICT (contact_id, tag_id) DO NOTHING
-        """,
-        [p(now), *mapping, org_param],
-    )
-    # Tags given to the whole import.
-    for name in job.tag_names:
-        tag_id = tag_ids.get(name.strip().lower())
-        if tag_id is None:
-            continue
-        cursor.execute(
-            f"""
-            INSERT INTO contacts_contacttag (contact_id, tag_id, created_at)
-            SELECT c.id, %s, %s FROM {s} s
-            JOIN contacts_contact c ON c.organization_id = %s AND c.email = s.email
-            WHERE true
-            ON CONFLICT (contact_id, tag_id) DO NOTHING
-            """,
-            [p(tag_id), p(now), org_param],
-        )
-
-
-def _emit_hooks(job: ImportJob, stamp: datetime, created: int, tag_ids: dict[str, uuid.UUID]) -> None:
-    organization_id = job.organization_id
-    if created:
-        hooks.emit(
-            organization_id=organization_id,
-            name=hooks.CONTACT_CREATED,
-            # consent_source is written on insert only, so it marks the contacts this import created.
-            contacts=Contact.objects.filter(organization_id=organization_id, consent_source=f"import:{job.pk}"),
-            properties={"source": "import", "import_job_id": str(job.pk)},
-            occurred_at=stamp,
-        )
-    for name, tag_id in tag_ids.items():
-        hooks.emit(
-            organization_id=organization_id,
-            name=hooks.TAG_ADDED,
-            contacts=Contact.objects.filter(tag_links__tag_id=tag_id, tag_links__created_at=stamp),
-            properties={"tag": name, "tag_id": str(tag_id), "source": "import"},
-            occurred_at=stamp,
-        )

@@ -16,6 +16,7 @@ from django.db.models.functions import Lower
 from django.utils.timezone import now
 
 from accounts.models import TenantModel
+from config.ids import uuid7
 
 
 class Tag(TenantModel):
@@ -55,7 +56,7 @@ class Contact(TenantModel):
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(default=uuid7, unique=True, editable=False)
     # NULL, not "", for a missing address or number: NULLs never collide in the unique index.
     email = models.CharField(max_length=254, null=True, blank=True)  # noqa: DJ001
     email_domain = models.CharField(max_length=253, blank=True, default="")
@@ -99,8 +100,14 @@ class ContactTag(models.Model):
     """A contact carries a tag; `created_at` says since when (drip triggers use it)."""
 
     id = models.BigAutoField(primary_key=True)
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="tag_links")
-    tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="contact_links")
+    # The two indexes below serve both directions; no extra FK indexes. No database-level
+    # FK checks either: imports write millions of links and Django cascades deletes itself.
+    contact = models.ForeignKey(
+        Contact, on_delete=models.CASCADE, related_name="tag_links", db_index=False, db_constraint=False
+    )
+    tag = models.ForeignKey(
+        Tag, on_delete=models.CASCADE, related_name="contact_links", db_index=False, db_constraint=False
+    )
     created_at = models.DateTimeField(default=now)
 
     class Meta:
@@ -132,8 +139,9 @@ class ListMembership(models.Model):
     """A contact on a list. Unsubscribing from the list keeps the row with `unsubscribed_at` set."""
 
     id = models.BigAutoField(primary_key=True)
-    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="memberships")
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="list_memberships")
+    # Indexed by the unique constraint and the index below, in both directions.
+    contact_list = models.ForeignKey(ContactList, on_delete=models.CASCADE, related_name="memberships", db_index=False)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="list_memberships", db_index=False)
     subscribed_at = models.DateTimeField(default=now)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
 
@@ -206,7 +214,7 @@ class ContactEvent(TenantModel):
     organization = models.ForeignKey(
         "accounts.Organization", on_delete=models.CASCADE, related_name="+", db_index=False
     )
-    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events")
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events", db_index=False)
     name = models.CharField(max_length=100)
     properties = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField()
@@ -260,7 +268,7 @@ class ImportJob(TenantModel):
 
 class ImportRowError(models.Model):
     id = models.BigAutoField(primary_key=True)
-    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="row_errors")
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="row_errors", db_index=False)
     line = models.PositiveIntegerField()
     reason = models.CharField(max_length=500)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from zoneinfo import available_timezones
 
 import phonenumbers
@@ -10,6 +11,11 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 _TIMEZONES = frozenset(available_timezones())
+# A strict subset of what Django's EmailValidator accepts, checked first because it is
+# much cheaper; anything it does not match still gets the full validator.
+_PLAIN_EMAIL = re.compile(
+    r"[a-z0-9_%+\-]+(?:\.[a-z0-9_%+\-]+)*@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
 
 
 class InvalidValue(ValueError):
@@ -21,6 +27,8 @@ def normalize_email(value: str) -> str:
     email = (value or "").strip().lower()
     if not email:
         raise InvalidValue("email is missing")
+    if len(email) <= 254 and _PLAIN_EMAIL.fullmatch(email):
+        return email
     try:
         validate_email(email)
     except ValidationError:

@@ -346,7 +346,7 @@ def _attribute(keys: list[str], op: str, value: Any, path: str, ctx: _Context) -
     if op in ("eq", "neq"):
         scalar = _scalar(value, path)
         if ctx.vendor == "postgresql":
-            # Containment (@>) can use a GIN index on attributes.
+            # JSON containment (@>): a type-exact comparison that also suits a GIN index if one is added.
             nested: Any = scalar
             for key in reversed(keys):
                 nested = {key: nested}

@@ -191,3 +191,42 @@ def test_a_finished_job_is_not_imported_again(org, run_import):
 def test_detect_format_refuses_utf16():
     with pytest.raises(ImportFailure, match="binary"):
         detect_format("email\na@example.com\n".encode("utf-16"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_import_outside_a_transaction_commits_all_or_nothing(org):
+    """Outside a transaction (as in a worker) the writer runs in its own thread on PostgreSQL."""
+    from contacts.importer import run_import as importer_run
+
+    def job_for(content: bytes) -> ImportJob:
+        job = ImportJob(organization=org)
+        job.file.save("f.csv", SimpleUploadedFile("f.csv", content), save=False)
+        job.save()
+        return job
+
+    good = importer_run(
+        job_for(b"email,tags\n" + b"".join(b"u%d@example.com,t%d\n" % (i, i % 3) for i in range(12_000)))
+    )
+    assert (good.status, good.created, good.processed_rows) == (ImportStatus.COMPLETED, 12_000, 12_000)
+    assert ContactTag.objects.filter(contact__organization=org).count() == 12_000
+
+    bad_tail = b"email\n" + b"".join(b"v%d@example.com\n" % i for i in range(12_000)) + b"\xff\xfe@x\n"
+    bad = importer_run(job_for(bad_tail))
+    assert bad.status == ImportStatus.FAILED
+    assert "not valid UTF-8" in bad.failure_reason
+    assert not Contact.objects.filter(organization=org, email__startswith="v").exists()
+
+
+def test_duplicates_across_chunks_point_at_the_first_line(org, run_import, monkeypatch):
+    from contacts import importer
+
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    csv = "email,tags\na@example.com,red\nb@example.com,\nc@example.com,\nA@example.com,blue\nb@example.com,\n"
+    job = run_import(org, csv)
+    assert (job.created, job.failed) == (3, 2)
+    assert errors(job) == [
+        (5, "duplicate of line 2 (same email address)"),
+        (6, "duplicate of line 3 (same email address)"),
+    ]
+    tags = set(ContactTag.objects.filter(contact__email="a@example.com").values_list("tag__name", flat=True))
+    assert tags == {"red"}
