@@ -20,6 +20,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/campaign_central_benc
 BENCHMARKS: dict[str, str] = {
     "import": "contacts_import",
     "segment": "segment_count",
+    "templates": "templates_render",
 }
 
 

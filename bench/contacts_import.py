@@ -92,10 +92,10 @@ def copy_baseline(csv_path: Path) -> float:
             "city text, age text, plan text, signup_date text, tags text)"
         )
         started = time.perf_counter()
-        with conn.cursor() as cursor, cursor.copy("COPY bench_copy_baseline FROM STDIN WITH (FORMAT csv, HEADER)") as copy:
-            with csv_path.open("rb") as handle:
-                while block := handle.read(1 << 20):
-                    copy.write(block)
+        copy_sql = "COPY bench_copy_baseline FROM STDIN WITH (FORMAT csv, HEADER)"
+        with conn.cursor() as cursor, cursor.copy(copy_sql) as copy, csv_path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                copy.write(block)
         elapsed = time.perf_counter() - started
         conn.execute("DROP TABLE bench_copy_baseline")
     return elapsed
@@ -123,8 +123,9 @@ def run() -> str:
             path = Path(tmp) / f"contacts_{size}.csv"
             write_csv(path, size)
             baseline = copy_baseline(path)
+            code = f"import json, bench.contacts_import as b; print(json.dumps(b.import_once({str(path)!r})))"
             child = subprocess.run(
-                [sys.executable, "-c", f"import json,bench.contacts_import as b;print(json.dumps(b.import_once({str(path)!r})))"],
+                [sys.executable, "-c", code],
                 capture_output=True,
                 text=True,
                 check=True,

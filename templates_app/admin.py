@@ -1,0 +1,359 @@
+"""Admin for templates, layouts, footers and versions, scoped like the API (accounts.tenancy).
+
+Forms validate through the services (the same rules as the API) and saves go
+through them too, so versions are recorded whatever the entry point. The
+template change page shows a preview rendered for a sample contact (the HTML in
+a sandboxed iframe) and links to a "send test" page.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from accounts.tenancy import Area, TenantModelAdmin
+from config.errors import DomainError
+from templates_app import rendering, selectors, services
+from templates_app.context import preview_context
+from templates_app.models import Channel, EmailFooter, Layout, MessageTemplate, TemplateVersion
+
+
+def _apply_errors(form: forms.BaseForm, exc: ValidationError) -> None:
+    for field, field_messages in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, field_messages)
+
+
+def _organization(form: forms.ModelForm):
+    organization = form.cleaned_data.get("organization")
+    if organization is None and form.instance.organization_id:
+        organization = form.instance.organization
+    return organization
+
+
+def _preview_html(rendered: rendering.RenderedMessage) -> str:
+    if rendered.channel == Channel.EMAIL:
+        return format_html(
+            "<p><strong>Subject:</strong> {}</p>"
+            "<p><strong>Preheader:</strong> {}</p>"
+            '<iframe sandbox srcdoc="{}" title="HTML preview" '
+            'style="width:100%;max-width:800px;height:600px;border:1px solid #ccc;background:#fff"></iframe>'
+            '<p><strong>Text part:</strong></p><pre style="white-space:pre-wrap;max-width:800px">{}</pre>',
+            rendered.subject,
+            rendered.preheader,
+            rendered.html,
+            rendered.text,
+        )
+    if rendered.channel == Channel.SMS and rendered.sms is not None:
+        return format_html(
+            '<pre style="white-space:pre-wrap;max-width:600px">{}</pre><p>{} segment(s), {} {} ({})</p>',
+            rendered.text,
+            rendered.sms.segments,
+            rendered.sms.length,
+            "septets" if rendered.sms.encoding == "gsm7" else "UTF-16 units",
+            rendered.sms.encoding.upper(),
+        )
+    return format_html(
+        "<p>Parameters for the approved template:</p><pre>{}</pre>",
+        json.dumps(rendered.whatsapp_parameters, indent=2, ensure_ascii=False),
+    )
+
+
+# --- Templates ----------------------------------------------------------------------------------
+
+
+class MessageTemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = ["organization", *services.TEMPLATE_FIELDS]
+        widgets = {
+            "subject": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "preheader": forms.TextInput(attrs={"class": "vLargeTextField"}),
+            "html_body": forms.Textarea(attrs={"rows": 24, "style": "font-family:monospace;width:90%"}),
+            "text_body": forms.Textarea(attrs={"rows": 10, "style": "font-family:monospace;width:90%"}),
+            "sms_body": forms.Textarea(attrs={"rows": 5, "style": "font-family:monospace;width:90%"}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        organization = _organization(self)
+        if organization is None or self.errors:
+            return cleaned
+        values = {field: cleaned.get(field) for field in services.TEMPLATE_FIELDS}
+        try:
+            services.template_clean(organization=organization, values=values)
+        except ValidationError as exc:
+            _apply_errors(self, exc)
+        return cleaned
+
+
+class SendTestForm(forms.Form):
+    to = forms.CharField(
+        label="Send to",
+        help_text=f"Up to {services.MAX_TEST_RECIPIENTS} addresses, separated by commas.",
+        widget=forms.TextInput(attrs={"class": "vLargeTextField"}),
+    )
+
+    def clean_to(self) -> list[str]:
+        return [address.strip() for address in self.cleaned_data["to"].replace(";", ",").split(",") if address.strip()]
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(TenantModelAdmin):
+    permission_area = Area.TEMPLATES
+    form = MessageTemplateForm
+    list_display = ["name", "channel", "purpose", "organization", "version", "updated_at"]
+    list_filter = ["channel", "purpose", "organization"]
+    search_fields = ["name", "subject"]
+    actions = ["send_test_action"]
+    fieldsets = [
+        (None, {"fields": ["organization", "name", "channel", "purpose", "variables"]}),
+        ("Email", {"fields": ["layout", "subject", "preheader", "html_body", "text_body"]}),
+        ("Sender", {"fields": ["from_name", "from_email", "reply_to"], "classes": ["collapse"]}),
+        ("SMS", {"fields": ["sms_body", "sms_segments_display"], "classes": ["collapse"]}),
+        (
+            "WhatsApp",
+            {
+                "fields": ["whatsapp_template_name", "whatsapp_language", "whatsapp_parameters"],
+                "classes": ["collapse"],
+            },
+        ),
+    ]
+    preview_fieldsets = [
+        ("Preview (sample contact)", {"fields": ["rendered_preview"]}),
+        ("Versions", {"fields": ["version_history"], "classes": ["collapse"]}),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        return [*self.fieldsets, *self.preview_fieldsets] if obj is not None else self.fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = ["sms_segments_display", "rendered_preview", "version_history"]
+        return ["organization", *readonly] if obj is not None else readonly
+
+    @admin.display(description="Segments")
+    def sms_segments_display(self, obj):
+        if obj is None or obj.channel != Channel.SMS:
+            return "-"
+        return f"{obj.sms_segments} ({obj.sms_length} {obj.sms_encoding.upper()} characters)"
+
+    @admin.display(description="Preview")
+    def rendered_preview(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        try:
+            rendered = selectors.template_preview(template=obj)
+        except rendering.TemplateProblem as exc:
+            return format_html('<p class="errornote">{}</p>', str(exc))
+        return _preview_html(rendered)
+
+    @admin.display(description="Versions")
+    def version_history(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        rows = obj.versions.select_related("created_by").order_by("-number")[:20]
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "",
+                "<li>v{} — {} {}</li>",
+                (
+                    (version.number, version.created_at.strftime("%Y-%m-%d %H:%M UTC"), version.created_by or "")
+                    for version in rows
+                ),
+            ),
+        )
+
+    def save_model(self, request, obj, form, change):
+        values = {field: form.cleaned_data[field] for field in services.TEMPLATE_FIELDS if field in form.cleaned_data}
+        if change:
+            saved = services.template_update(template=obj, by=request.user, **values)
+        else:
+            saved = services.template_create(organization=form.cleaned_data["organization"], by=request.user, **values)
+        obj.pk = saved.pk  # the admin logs and redirects to the saved row
+
+    # Send test -------------------------------------------------------------------------------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/send-test/",
+                self.admin_site.admin_view(self.send_test_view),
+                name="templates_app_messagetemplate_send_test",
+            ),
+            *super().get_urls(),
+        ]
+
+    def send_test_view(self, request, object_id):
+        template = self.get_object(request, unquote(object_id))
+        if template is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        form = SendTestForm(request.POST or None, initial={"to": request.user.email})
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.template_send_test(template=template, to=form.cleaned_data["to"])
+            except ValidationError as exc:
+                form.add_error("to" if "to" in exc.message_dict else None, exc.messages)
+            except DomainError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request, f"Test of {template} sent to {', '.join(form.cleaned_data['to'])}.", messages.SUCCESS
+                )
+                return redirect(reverse("admin:templates_app_messagetemplate_change", args=[template.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": template,
+            "form": form,
+            "title": f"Send a test of {template}",
+        }
+        return TemplateResponse(request, "admin/templates_app/messagetemplate/send_test.html", context)
+
+    @admin.action(description="Send a test of the selected template")
+    def send_test_action(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one template to send a test of.", messages.WARNING)
+            return None
+        return redirect(reverse("admin:templates_app_messagetemplate_send_test", args=[queryset.get().pk]))
+
+
+# --- Layouts ----------------------------------------------------------------------------------------
+
+
+class LayoutForm(forms.ModelForm):
+    class Meta:
+        model = Layout
+        fields = ["organization", "name", "html"]
+        widgets = {"html": forms.Textarea(attrs={"rows": 30, "style": "font-family:monospace;width:90%"})}
+
+    def clean(self):
+        cleaned = super().clean()
+        organization = _organization(self)
+        if organization is None or self.errors:
+            return cleaned
+        current = self.instance if self.instance.pk and not self.instance._state.adding else None
+        try:
+            services.layout_clean(
+                organization=organization, name=cleaned["name"].strip(), html=cleaned["html"], current=current
+            )
+            if current is not None and current.name != cleaned["name"].strip():
+                users = services.layout_users(Layout.objects.get(pk=current.pk))
+                if users:
+                    raise ValidationError({"name": [f"Named by {', '.join(users)}; it cannot be renamed."]})
+        except ValidationError as exc:
+            _apply_errors(self, exc)
+        return cleaned
+
+
+@admin.register(Layout)
+class LayoutAdmin(TenantModelAdmin):
+    permission_area = Area.TEMPLATES
+    form = LayoutForm
+    list_display = ["name", "organization", "updated_at"]
+    list_filter = ["organization"]
+    search_fields = ["name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            saved = services.layout_update(layout=obj, name=form.cleaned_data["name"], html=form.cleaned_data["html"])
+        else:
+            saved = services.layout_create(
+                organization=form.cleaned_data["organization"],
+                name=form.cleaned_data["name"],
+                html=form.cleaned_data["html"],
+            )
+        obj.pk = saved.pk
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Templates naming a layout in their Jinja would break: refuse like a protected foreign key.
+        for layout in objs:
+            protected.extend(f"{user} (uses {layout.name!r})" for user in services.layout_users(layout))
+        return deleted, counts, perms_needed, protected
+
+
+# --- Footer ---------------------------------------------------------------------------------------------
+
+
+class EmailFooterForm(forms.ModelForm):
+    class Meta:
+        model = EmailFooter
+        fields = ["organization", "html", "text"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:
+            try:
+                services.email_footer_clean(html=cleaned["html"], text=cleaned["text"])
+            except ValidationError as exc:
+                _apply_errors(self, exc)
+        return cleaned
+
+
+@admin.register(EmailFooter)
+class EmailFooterAdmin(TenantModelAdmin):
+    permission_area = Area.TEMPLATES
+    form = EmailFooterForm
+    list_display = ["organization", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        organization = obj.organization if change else form.cleaned_data["organization"]
+        saved = services.email_footer_set(
+            organization=organization, html=form.cleaned_data["html"], text=form.cleaned_data["text"]
+        )
+        obj.pk = saved.pk
+
+
+# --- Versions (read only) -------------------------------------------------------------------------------
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(TenantModelAdmin):
+    permission_area = Area.TEMPLATES
+    list_display = ["template", "number", "channel", "organization", "created_at", "created_by"]
+    list_filter = ["channel", "organization"]
+    search_fields = ["template__name"]
+    list_select_related = ["template", "organization", "created_by"]
+    exclude = ["layouts"]
+    readonly_fields = ["rendered_preview"]
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*(field.name for field in self.model._meta.fields if field.name != "layouts"), "rendered_preview"]
+
+    @admin.display(description="Preview (sample contact)")
+    def rendered_preview(self, obj):
+        if obj is None:
+            return "-"
+        values = preview_context(organization=obj.organization, variables=obj.variables)
+        try:
+            rendered = rendering.render_message(
+                selectors.version_source(obj), values, organization_id=obj.organization_id
+            )
+        except rendering.TemplateProblem as exc:
+            return format_html('<p class="errornote">{}</p>', str(exc))
+        return _preview_html(rendered)

@@ -1,0 +1,457 @@
+"""Template writes. The API, the admin and the campaign engine all go through here.
+
+Rules applied on every save (`template_clean`):
+
+* Bodies are Jinja2 and must compile in the sandbox; a problem is reported on
+  its field with the line: ``{"html_body": ["line 3: unexpected '}'"]}``.
+  Fields are limited to 512 KB; private attributes (``__class__``) are refused.
+* Each channel has its required fields: email a subject and an HTML or text
+  body; SMS a body (its GSM-7/UCS-2 segment count is stored); WhatsApp the
+  provider template's name and language.
+* Unsubscribe footer: a *marketing* email whose HTML, together with every layout
+  it uses, never mentions ``{{ unsubscribe_url }}`` gets the organization's
+  footer (``EmailFooter``, or a default one with an unsubscribe link) inserted
+  before ``</body>``, or appended when there is no ``</body>``. An explicit text
+  body without ``{{ unsubscribe_url }}`` gets the footer's text version appended.
+  A body that ``{% extends %}`` a layout itself (rather than choosing it with
+  the ``layout`` field) has nowhere to put it, so it is refused until the
+  layout or one of its blocks has the link. Transactional templates are left as
+  written.
+* A save that changes anything a message is made of records a new
+  `TemplateVersion`; `template_snapshot` returns the version a campaign keeps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+
+from accounts.models import Organization, User
+from config.errors import ConflictError, DomainError
+from templates_app import rendering, selectors, tracking_html
+from templates_app.context import RESERVED_NAMES, preview_context
+from templates_app.models import Channel, EmailFooter, Layout, MessageTemplate, Purpose, TemplateVersion
+from templates_app.sandbox import LAYOUT_PREFIX, MAX_SOURCE_SIZE
+from templates_app.sms import sms_info
+
+TEMPLATE_FIELDS = ("name", "layout", *selectors.CONTENT_FIELDS)
+MAX_TEST_RECIPIENTS = 10
+
+
+# --- Templates ------------------------------------------------------------------------------------
+
+
+def template_clean(*, organization: Organization, values: dict[str, Any]) -> dict[str, Any]:
+    """Validate a template's full set of values and apply the save rules; returns the values to store.
+
+    Raises ValidationError naming each field with its problems.
+    """
+    values = dict(values)
+    errors: dict[str, list[str]] = {}
+
+    def fail(field: str, message: str) -> None:
+        errors.setdefault(field, []).append(message)
+
+    channel = values.get("channel") or Channel.EMAIL
+    values["channel"] = channel
+    values["purpose"] = values.get("purpose") or Purpose.MARKETING
+    for field in ("subject", "preheader", "html_body", "text_body", "sms_body"):
+        values[field] = values.get(field) or ""
+        if len(values[field]) > MAX_SOURCE_SIZE:
+            fail(field, f"The template is larger than {MAX_SOURCE_SIZE // 1024} KB.")
+    if not (values.get("name") or "").strip():
+        fail("name", "This field may not be blank.")
+
+    layout: Layout | None = values.get("layout")
+    if layout is not None and layout.organization_id != organization.pk:
+        fail("layout", "No such layout in this organization.")
+    if layout is not None and rendering.extends_a_layout(values["html_body"]):
+        fail("html_body", "Choose the layout with the layout field or with {% extends %}, not both.")
+
+    if channel == Channel.EMAIL:
+        if not values["subject"].strip():
+            fail("subject", "An email needs a subject.")
+        if not values["html_body"].strip() and not values["text_body"].strip():
+            fail("html_body", "An email needs an HTML or a text body.")
+    elif channel == Channel.SMS:
+        if not values["sms_body"].strip():
+            fail("sms_body", "An SMS needs a body.")
+    elif channel == Channel.WHATSAPP:
+        if not (values.get("whatsapp_template_name") or "").strip():
+            fail("whatsapp_template_name", "A WhatsApp message needs the name of the approved template.")
+        if not _valid_language(values.get("whatsapp_language") or ""):
+            fail("whatsapp_language", "Give the template's language code, e.g. en or en_US.")
+
+    values["variables"] = values.get("variables") or {}
+    for message in _variables_problems(values["variables"]):
+        fail("variables", message)
+    values["whatsapp_parameters"] = values.get("whatsapp_parameters") or []
+    for message in _whatsapp_parameters_problems(values["whatsapp_parameters"]):
+        fail("whatsapp_parameters", message)
+    if errors:
+        raise ValidationError(errors)
+
+    source = selectors.source_from_values(organization_id=organization.pk, values=values)
+    problems = rendering.check_source(source)
+    if problems:
+        raise ValidationError(problems)
+
+    if channel == Channel.EMAIL and values["purpose"] == Purpose.MARKETING:
+        written = (values["html_body"], values["text_body"])
+        _add_unsubscribe_footer(organization=organization, values=values, errors=errors)
+        if errors:
+            raise ValidationError(errors)
+        if (values["html_body"], values["text_body"]) != written:
+            source = selectors.source_from_values(organization_id=organization.pk, values=values)
+            problems = rendering.check_source(source)
+            if problems:
+                raise ValidationError(problems)
+
+    values.update(_sms_fields(organization=organization, source=source, values=values))
+    return values
+
+
+def _valid_language(code: str) -> bool:
+    parts = code.replace("-", "_").split("_")
+    return 0 < len(code) <= 16 and all(part.isalnum() and part.isascii() for part in parts)
+
+
+def _variables_problems(variables: object) -> list[str]:
+    if not isinstance(variables, dict):
+        return ["Give an object of variable names and values."]
+    problems = []
+    for name in variables:
+        if not name.isidentifier() or name.startswith("_"):
+            problems.append(f"{name!r} is not a valid variable name (letters, digits and _, not starting with _).")
+        elif name in RESERVED_NAMES:
+            problems.append(f"{name!r} is reserved.")
+    return problems
+
+
+def _whatsapp_parameters_problems(parameters: object) -> list[str]:
+    def strings(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+    if strings(parameters):
+        return []
+    if isinstance(parameters, dict) and all(isinstance(value, str) or strings(value) for value in parameters.values()):
+        return []
+    return ['Give a list of Jinja strings, or an object of them: {"body": ["{{ contact.first_name }}"]}.']
+
+
+def _add_unsubscribe_footer(*, organization: Organization, values: dict[str, Any], errors: dict) -> None:
+    html, text = values["html_body"], values["text_body"]
+    footer_html, footer_text = selectors.email_footer(organization)
+    if html.strip():
+        layout: Layout | None = values.get("layout")
+        layouts = selectors.layouts_used(
+            organization_id=organization.pk, texts=[html], names=[layout.name] if layout is not None else []
+        )
+        if not any(rendering.uses_name(source, "unsubscribe_url") for source in [html, *layouts.values()]):
+            if rendering.extends_a_layout(html):
+                errors.setdefault("html_body", []).append(
+                    "This marketing email has no {{ unsubscribe_url }} link, and a template that extends a layout "
+                    "has nowhere to add the footer: add the link to the layout or to one of this template's blocks."
+                )
+            else:
+                at = tracking_html.body_close_offset(html)
+                if at is None:
+                    values["html_body"] = f"{html.rstrip()}\n{footer_html}\n"
+                else:
+                    values["html_body"] = f"{html[:at]}{footer_html}\n{html[at:]}"
+    if text.strip() and not rendering.uses_name(text, "unsubscribe_url"):
+        values["text_body"] = f"{text.rstrip()}\n\n{footer_text}\n"
+
+
+def _sms_fields(*, organization: Organization, source: rendering.TemplateSource, values: dict) -> dict[str, Any]:
+    """Encoding and segments of the SMS body, measured on a sample render (the source when it cannot render)."""
+    if values["channel"] != Channel.SMS:
+        return {"sms_encoding": "", "sms_length": 0, "sms_segments": 0}
+    try:
+        context = preview_context(organization=organization, variables=values["variables"])
+        text = rendering.render_message(source, context, organization_id=organization.pk).text
+    except rendering.TemplateProblem:
+        text = values["sms_body"]
+    info = sms_info(text)
+    return {"sms_encoding": info.encoding, "sms_length": info.length, "sms_segments": info.segments}
+
+
+def _version_content(template: MessageTemplate) -> dict[str, Any]:
+    content = {field: getattr(template, field) for field in selectors.CONTENT_FIELDS}
+    content["layout_name"] = template.layout.name if template.layout_id else ""
+    content["layouts"] = selectors.layouts_used(
+        organization_id=template.organization_id,
+        texts=[template.html_body],
+        names=[content["layout_name"]] if content["layout_name"] else [],
+    )
+    return content
+
+
+def _record_version(template: MessageTemplate, *, by: User | None = None) -> TemplateVersion:
+    """The latest version if it matches the template's content, else a new one."""
+    content = _version_content(template)
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    latest = selectors.latest_version(template)
+    if latest is not None and latest.content_hash == digest:
+        return latest
+    number = (latest.number if latest is not None else 0) + 1
+    version = TemplateVersion.objects.create(
+        organization_id=template.organization_id,
+        template=template,
+        number=number,
+        content_hash=digest,
+        created_by=by if by is not None and by.is_authenticated else None,
+        **content,
+    )
+    template.version = number
+    template.save(update_fields=["version"])
+    return version
+
+
+def _store(template: MessageTemplate, values: dict[str, Any]) -> None:
+    for field, value in values.items():
+        if field in TEMPLATE_FIELDS or field in ("sms_encoding", "sms_length", "sms_segments"):
+            setattr(template, field, value)
+
+
+def _unknown_fields(values: dict[str, Any]) -> None:
+    unknown = set(values) - set(TEMPLATE_FIELDS)
+    if unknown:
+        raise TypeError(f"Unknown template fields: {', '.join(sorted(unknown))}")
+
+
+@transaction.atomic
+def template_create(*, organization: Organization, by: User | None = None, **values: Any) -> MessageTemplate:
+    """Create a template after validating it; records version 1."""
+    _unknown_fields(values)
+    cleaned = template_clean(organization=organization, values=values)
+    template = MessageTemplate(organization=organization)
+    _store(template, cleaned)
+    template.save()
+    _record_version(template, by=by)
+    return template
+
+
+@transaction.atomic
+def template_update(*, template: MessageTemplate, by: User | None = None, **changes: Any) -> MessageTemplate:
+    """Change a template; a new version is recorded when the content changed, never an old one edited."""
+    _unknown_fields(changes)
+    locked = (
+        MessageTemplate.objects.select_for_update(of=("self",))
+        .select_related("organization", "layout")
+        .get(pk=template.pk)
+    )
+    values = {**selectors.template_values(locked), **changes}
+    cleaned = template_clean(organization=locked.organization, values=values)
+    _store(locked, cleaned)
+    locked.save()
+    _record_version(locked, by=by)
+    return locked
+
+
+def template_delete(*, template: MessageTemplate) -> None:
+    """Delete a template and its versions; refused while a campaign uses one of them."""
+    try:
+        with transaction.atomic():
+            template.delete()
+    except ProtectedError:
+        raise ConflictError("This template is used by a campaign and cannot be deleted.") from None
+
+
+@transaction.atomic
+def template_snapshot(template: MessageTemplate) -> TemplateVersion:
+    """The version a campaign keeps: the latest one, recorded anew if the template or its layouts changed since.
+
+    The save rules are applied again (a layout may have lost its unsubscribe link),
+    so this raises ValidationError when the template can no longer be sent.
+    """
+    locked = (
+        MessageTemplate.objects.select_for_update(of=("self",))
+        .select_related("organization", "layout")
+        .get(pk=template.pk)
+    )
+    values = selectors.template_values(locked)
+    cleaned = template_clean(organization=locked.organization, values=values)
+    if any(getattr(locked, field) != value for field, value in cleaned.items() if field in TEMPLATE_FIELDS):
+        _store(locked, cleaned)
+        locked.save()
+    return _record_version(locked)
+
+
+def template_send_test(
+    *, template: MessageTemplate, to: list[str], context: dict[str, Any] | None = None
+) -> rendering.RenderedMessage:
+    """Render the template with a sample contact (or `context`) and email it to `to`, marked as a test.
+
+    Sends through Django's configured email backend. Raises ValidationError for bad
+    addresses and rendering.RenderError when the template does not render.
+    """
+    if template.channel != Channel.EMAIL:
+        raise DomainError("Only email templates can be sent as a test by email.")
+    recipients = [address.strip() for address in to if address.strip()]
+    if not recipients:
+        raise ValidationError({"to": ["Give at least one address."]})
+    if len(recipients) > MAX_TEST_RECIPIENTS:
+        raise ValidationError({"to": [f"Send a test to at most {MAX_TEST_RECIPIENTS} addresses."]})
+    for address in recipients:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValidationError({"to": [f"{address!r} is not a valid email address."]}) from None
+    rendered = selectors.template_preview(template=template, context=context)
+    message = EmailMultiAlternatives(
+        subject=f"[Test] {rendered.subject}",
+        body=rendered.text,
+        from_email=selectors.sender_address(
+            from_name=template.from_name, from_email=template.from_email, organization=template.organization
+        ),
+        to=recipients,
+        reply_to=[template.reply_to] if template.reply_to else None,
+    )
+    if rendered.html:
+        message.attach_alternative(rendered.html, "text/html")
+    message.send(fail_silently=False)
+    return rendered
+
+
+# --- Layouts ----------------------------------------------------------------------------------------
+
+
+def layout_clean(*, organization: Organization, name: str, html: str, current: Layout | None = None) -> None:
+    """Validate a layout: unique name, compiles, has a content block, uses only existing layouts, no loops."""
+    errors: dict[str, list[str]] = {}
+    clash = Layout.objects.filter(organization=organization, name=name)
+    if current is not None:
+        clash = clash.exclude(pk=current.pk)
+    if clash.exists():
+        errors["name"] = [f"A layout named {name!r} already exists."]
+    if len(html) > MAX_SOURCE_SIZE:
+        errors["html"] = [f"The layout is larger than {MAX_SOURCE_SIZE // 1024} KB."]
+        raise ValidationError(errors)
+    problems, references = rendering.parse_problems(html)
+    messages = [str(problem) for problem in problems]
+    if not problems and not rendering.defines_block(html, rendering.CONTENT_BLOCK):
+        messages.append("A layout needs a {% block content %}{% endblock %} for the template's body.")
+    if not messages:
+        others = selectors.layouts_used(organization_id=organization.pk, texts=[html])
+        others.pop(name, None)
+        for missing, lineno in references.items():
+            if missing != name and missing not in others:
+                messages.append(f"line {lineno}: layout {missing!r} not found")
+        if name in _layouts_reachable(name=name, html=html, layouts=others):
+            messages.append("A layout cannot use itself, directly or through other layouts.")
+        if not messages:
+            source = rendering.TemplateSource(channel=Channel.EMAIL, html_body=html, layouts=others)
+            messages.extend(message for found in rendering.check_source(source).values() for message in found)
+    if messages:
+        errors["html"] = messages
+    if errors:
+        raise ValidationError(errors)
+
+
+def _layouts_reachable(*, name: str, html: str, layouts: dict[str, str]) -> set[str]:
+    reached: set[str] = set()
+    pending = list(rendering.parse_problems(html)[1])
+    while pending:
+        current = pending.pop()
+        if current in reached:
+            continue
+        reached.add(current)
+        if current in layouts:
+            pending.extend(rendering.parse_problems(layouts[current])[1])
+    return reached
+
+
+def layout_users(layout: Layout) -> list[str]:
+    """Templates and layouts that name this layout in their Jinja (the layout field refers by id)."""
+    reference = f"{LAYOUT_PREFIX}{layout.name}"
+    users = [
+        f"template {name!r}"
+        for name, html in MessageTemplate.objects.filter(
+            organization_id=layout.organization_id, html_body__contains=reference
+        ).values_list("name", "html_body")
+        if layout.name in rendering.parse_problems(html)[1]
+    ]
+    users += [
+        f"layout {name!r}"
+        for name, html in Layout.objects.filter(organization_id=layout.organization_id, html__contains=reference)
+        .exclude(pk=layout.pk)
+        .values_list("name", "html")
+        if layout.name in rendering.parse_problems(html)[1]
+    ]
+    return users
+
+
+@transaction.atomic
+def layout_create(*, organization: Organization, name: str, html: str) -> Layout:
+    """Create a layout; its HTML must compile and have a content block."""
+    name = name.strip()
+    layout_clean(organization=organization, name=name, html=html)
+    try:
+        with transaction.atomic():
+            return Layout.objects.create(organization=organization, name=name, html=html)
+    except IntegrityError:
+        raise ValidationError({"name": [f"A layout named {name!r} already exists."]}) from None
+
+
+@transaction.atomic
+def layout_update(*, layout: Layout, name: str | None = None, html: str | None = None) -> Layout:
+    """Change a layout. Renaming is refused while templates or layouts name it in their Jinja."""
+    locked = Layout.objects.select_for_update().get(pk=layout.pk)
+    new_name = locked.name if name is None else name.strip()
+    new_html = locked.html if html is None else html
+    if new_name != locked.name:
+        users = layout_users(locked)
+        if users:
+            raise ConflictError(f"Layout {locked.name!r} is named by {', '.join(users)}; it cannot be renamed.")
+    layout_clean(organization=locked.organization, name=new_name, html=new_html, current=locked)
+    locked.name, locked.html = new_name, new_html
+    locked.save()
+    return locked
+
+
+def layout_delete(*, layout: Layout) -> None:
+    """Delete a layout that no template or layout uses."""
+    users = layout_users(layout)
+    users += [f"template {name!r}" for name in layout.templates.values_list("name", flat=True)]
+    if users:
+        raise ConflictError(f"Layout {layout.name!r} is used by {', '.join(users)}.")
+    try:
+        with transaction.atomic():
+            layout.delete()
+    except ProtectedError:
+        raise ConflictError(f"Layout {layout.name!r} is used by a template.") from None
+
+
+# --- Footer --------------------------------------------------------------------------------------------
+
+
+def email_footer_clean(*, html: str, text: str) -> None:
+    """Both versions of a footer must compile, use no layouts and contain {{ unsubscribe_url }}."""
+    errors: dict[str, list[str]] = {}
+    for field, value in (("html", html), ("text", text)):
+        problems, references = rendering.parse_problems(value)
+        messages = [str(problem) for problem in problems]
+        if references:
+            messages.append("The footer cannot use layouts.")
+        if not problems and not rendering.uses_name(value, "unsubscribe_url"):
+            messages.append("The footer must contain {{ unsubscribe_url }}.")
+        if messages:
+            errors[field] = messages
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def email_footer_set(*, organization: Organization, html: str, text: str) -> EmailFooter:
+    """Set the organization's unsubscribe footer (used by the next saves of marketing email)."""
+    email_footer_clean(html=html, text=text)
+    footer, _ = EmailFooter.objects.update_or_create(organization=organization, defaults={"html": html, "text": text})
+    return footer

@@ -1,0 +1,83 @@
+import pytest
+from django.core import mail
+from django.core.exceptions import ValidationError
+
+from accounts.tests.factories import OrganizationFactory
+from config.errors import DomainError
+from templates_app import rendering, services
+from templates_app.models import EmailFooter
+from templates_app.selectors import sender_address
+from templates_app.tests.factories import MessageTemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_send_test_uses_the_template_sender_and_context(settings):
+    settings.DEFAULT_FROM_EMAIL = "Campaign Central <noreply@cc.example>"
+    organization = OrganizationFactory(default_from_name="Acme", default_from_email="news@acme.example")
+    template = MessageTemplateFactory(
+        organization=organization,
+        subject="{{ promo }} for {{ contact.first_name }}",
+        from_name="Acme Deals",
+        reply_to="help@acme.example",
+        variables={"promo": "TEN"},
+    )
+    rendered = services.template_send_test(
+        template=template, to=["qa@example.com"], context={"contact": {"first_name": "Bo"}}
+    )
+    [message] = mail.outbox
+    assert message.subject == "[Test] TEN for Bo"
+    assert message.from_email == "Acme Deals <news@acme.example>"
+    assert message.reply_to == ["help@acme.example"]
+    assert rendered.subject == "TEN for Bo"
+
+
+def test_send_test_refuses_bad_input_and_sends_nothing():
+    template = MessageTemplateFactory()
+    with pytest.raises(ValidationError) as caught:
+        services.template_send_test(template=template, to=[f"a{n}@example.com" for n in range(11)])
+    assert "at most 10" in caught.value.message_dict["to"][0]
+    with pytest.raises(ValidationError):
+        services.template_send_test(template=template, to=[])
+    sms = MessageTemplateFactory(channel="sms", sms_body="Hi", subject="", html_body="")
+    with pytest.raises(DomainError):
+        services.template_send_test(template=sms, to=["a@example.com"])
+    broken = MessageTemplateFactory(html_body='<p>{{ nope }}</p><a href="{{ unsubscribe_url }}">u</a>')
+    with pytest.raises(rendering.RenderError):
+        services.template_send_test(template=broken, to=["a@example.com"])
+    assert mail.outbox == []
+
+
+def test_sender_falls_back_to_the_organization_then_the_default(settings):
+    settings.DEFAULT_FROM_EMAIL = "Campaign Central <noreply@cc.example>"
+    bare = OrganizationFactory(default_from_name="", default_from_email="")
+    assert sender_address(from_name="", from_email="", organization=bare) == "Campaign Central <noreply@cc.example>"
+    assert sender_address(from_name="Ann", from_email="", organization=bare) == "Ann <noreply@cc.example>"
+    named = OrganizationFactory(default_from_name="Acme", default_from_email="news@acme.example")
+    assert sender_address(from_name="", from_email="", organization=named) == "Acme <news@acme.example>"
+    assert sender_address(from_name="", from_email="x@acme.example", organization=named) == "Acme <x@acme.example>"
+
+
+def test_the_footer_must_carry_the_unsubscribe_link():
+    organization = OrganizationFactory()
+    with pytest.raises(ValidationError) as caught:
+        services.email_footer_set(organization=organization, html="<p>Bye</p>", text="{{ x }")
+    assert caught.value.message_dict == {
+        "html": ["The footer must contain {{ unsubscribe_url }}."],
+        "text": ["line 1: unexpected '}'"],
+    }
+    footer = services.email_footer_set(
+        organization=organization, html='<a href="{{ unsubscribe_url }}">x</a>', text="{{ unsubscribe_url }}"
+    )
+    assert EmailFooter.objects.get(organization=organization) == footer
+
+
+def test_variables_must_be_plain_names():
+    organization = OrganizationFactory()
+    with pytest.raises(ValidationError) as caught:
+        MessageTemplateFactory(organization=organization, variables={"contact": 1, "bad name": 2, "_x": 3, "ok": 4})
+    assert caught.value.message_dict["variables"] == [
+        "'contact' is reserved.",
+        "'bad name' is not a valid variable name (letters, digits and _, not starting with _).",
+        "'_x' is not a valid variable name (letters, digits and _, not starting with _).",
+    ]
