@@ -8,7 +8,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 \
-    && useradd --system --home /app campaign && chown -R campaign /app/var
+    && mkdir -p /app/media && useradd --system --home /app campaign && chown -R campaign /app/var /app/media
 USER campaign
 
 EXPOSE 8000
