@@ -8,6 +8,8 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("", include("contacts.urls")),
     path("", include("templates_app.urls")),
+    path("", include("campaigns.urls")),
+    path("", include("callbacks.urls")),
 ]
 
 urlpatterns = [
