@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -98,13 +99,27 @@ def free_port() -> int:
 class SMTPSink:
     port: int
     received: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
+    refuse: dict[str, str] = field(default_factory=dict)  # recipient -> SMTP reply, e.g. "451 4.3.0 try later"
+    delay: float = 0.0  # seconds per accepted message, to make a campaign take a while
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         parsed = message_from_bytes(envelope.original_content or envelope.content)
         with self._lock:
             self.received.append((list(envelope.rcpt_tos), parsed))
         return "250 Message accepted for delivery"
+
+    def addresses(self) -> list[str]:
+        with self._lock:
+            return [address for recipients, _ in self.received for address in recipients]
 
     def wait_for(self, count: int, timeout: float = 30.0) -> list[tuple[list[str], EmailMessage]]:
         deadline = time.monotonic() + timeout

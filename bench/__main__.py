@@ -21,6 +21,8 @@ BENCHMARKS: dict[str, str] = {
     "import": "contacts_import",
     "segment": "segment_count",
     "templates": "templates_render",
+    "expand": "campaign_expand",
+    "dryrun": "campaign_dry_run",
 }
 
 

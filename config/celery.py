@@ -15,6 +15,11 @@ app.autodiscover_tasks()
 # DatabaseScheduler installs them into its tables when beat starts, where
 # operators can pause or retime them from the admin.
 app.conf.beat_schedule = {
+    "campaigns.dispatch": {
+        "task": "campaigns.dispatch.due",
+        "schedule": float(os.environ.get("CAMPAIGN_DISPATCH_INTERVAL_SECONDS") or 5),
+    },
+    "callbacks.sweep": {"task": "callbacks.sweep", "schedule": 60.0},
     "accounts.flush-expired-tokens": {
         "task": "accounts.flush_expired_tokens",
         "schedule": 24 * 3600,

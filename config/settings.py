@@ -227,6 +227,8 @@ SPECTACULAR_SETTINGS = {
         "SuppressionReasonEnum": "contacts.models.SuppressionReason",
         "SuppressionKindEnum": "contacts.models.SuppressionKind",
         "RoleEnum": "accounts.models.Role",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
+        "CallbackStatusEnum": "callbacks.models.CallbackStatus",
     },
 }
 
@@ -272,6 +274,22 @@ CELERY_TASK_ROUTES = {
     "analytics.*": {"queue": "analytics"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+
+# --- Campaign sending ----------------------------------------------------------
+
+# How often beat runs dispatch, how many due messages one run claims, how many a send task takes.
+CAMPAIGN_DISPATCH_INTERVAL_SECONDS = env_int("CAMPAIGN_DISPATCH_INTERVAL_SECONDS", 5)
+CAMPAIGN_DISPATCH_LIMIT = env_int("CAMPAIGN_DISPATCH_LIMIT", 5000)
+CAMPAIGN_SEND_BATCH = env_int("CAMPAIGN_SEND_BATCH", 100)
+# A claim or a send in progress is trusted this long; then dispatch settles it (requeue or unknown).
+CAMPAIGN_LEASE_SECONDS = env_int("CAMPAIGN_LEASE_SECONDS", 300)
+
+# --- Callbacks --------------------------------------------------------------------
+
+# How long a callback link in an email stays valid, and how often the public form may be posted.
+CALLBACK_FORM_MAX_AGE = timedelta(days=env_int("CALLBACK_FORM_MAX_AGE_DAYS", 30))
+CALLBACK_FORM_POSTS_PER_HOUR = env_int("CALLBACK_FORM_POSTS_PER_HOUR", 20)
+CALLBACK_FORM_POSTS_PER_TOKEN_PER_HOUR = env_int("CALLBACK_FORM_POSTS_PER_TOKEN_PER_HOUR", 5)
 
 # --- Email ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("anymail/", include("anymail.urls")),
+    path("", include("callbacks.public_urls")),
     path("health", health, name="health"),
 ]
 

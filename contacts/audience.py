@@ -26,7 +26,16 @@ from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
 
-from contacts.models import Contact, ContactList, ContactStatus, ContactTag, ListMembership, Segment, Suppression
+from contacts.models import (
+    Contact,
+    ContactList,
+    ContactStatus,
+    ContactTag,
+    ListMembership,
+    Segment,
+    Suppression,
+    Tag,
+)
 from contacts.segments import SegmentRuleError, compile_rules
 
 EXCLUSION_ORDER = [
@@ -119,11 +128,23 @@ class Audience:
 
 
 def audience_resolve(
-    *, organization_id, spec: AudienceSpec, channel: str = "email", now: datetime | None = None
+    *,
+    organization_id,
+    spec: AudienceSpec,
+    channel: str = "email",
+    now: datetime | None = None,
+    id_range: tuple[int, int] | None = None,
 ) -> Audience:
-    """Resolve an audience for `channel`; raises ValidationError for lists or segments not in the organization."""
+    """Resolve an audience for `channel`; raises ValidationError for lists or segments not in the organization.
+
+    `id_range` (low, high) limits it to contacts with low <= id < high, inside the EXISTS checks too,
+    so a chunked expansion reads only its chunk of the link tables."""
     now = now or timezone.now()
     contacts = Contact.objects.active().filter(organization_id=organization_id)
+    links = {}
+    if id_range is not None:
+        contacts = contacts.filter(id__gte=id_range[0], id__lt=id_range[1])
+        links = {"contact_id__gte": id_range[0], "contact_id__lt": id_range[1]}
     selected = Q(pk__in=[])
     if spec.lists:
         found = set(
@@ -135,12 +156,12 @@ def audience_resolve(
         selected |= Q(
             Exists(
                 ListMembership.objects.filter(
-                    contact_id=OuterRef("pk"), contact_list_id__in=spec.lists, unsubscribed_at__isnull=True
+                    contact_id=OuterRef("pk"), contact_list_id__in=spec.lists, unsubscribed_at__isnull=True, **links
                 )
             )
         )
     if spec.tags:
-        selected |= Q(Exists(_tag_links(spec.tags)))
+        selected |= Q(Exists(_tag_links(organization_id, spec.tags, links)))
     if spec.segment:
         segment = Segment.objects.filter(organization_id=organization_id, pk=spec.segment).first()
         if segment is None:
@@ -149,17 +170,21 @@ def audience_resolve(
             selected |= compile_rules(segment.rules, now=now)
         except SegmentRuleError as exc:
             raise ValidationError({"audience.segment": [f"The segment's rules are invalid: {exc}"]}) from None
-    candidates = contacts.filter(selected)
-    return Audience(candidates=candidates, reason=_exclusion_reason(organization_id, spec, channel, now))
+    candidates = contacts.filter(selected).order_by()
+    return Audience(candidates=candidates, reason=_exclusion_reason(organization_id, spec, channel, now, links))
 
 
-def _tag_links(names: list[str]) -> QuerySet:
-    return ContactTag.objects.filter(contact_id=OuterRef("pk")).filter(
-        In(Lower("tag__name"), [n.lower() for n in names])
+def _tag_links(organization_id, names: list[str], links: dict) -> QuerySet:
+    # Tag ids are looked up once, so the per-contact check is a probe of the (contact, tag) index.
+    tag_ids = list(
+        Tag.objects.filter(organization_id=organization_id)
+        .filter(In(Lower("name"), [n.lower() for n in names]))
+        .values_list("id", flat=True)
     )
+    return ContactTag.objects.filter(contact_id=OuterRef("pk"), tag_id__in=tag_ids, **links)
 
 
-def _exclusion_reason(organization_id, spec: AudienceSpec, channel: str, now: datetime) -> Case:
+def _exclusion_reason(organization_id, spec: AudienceSpec, channel: str, now: datetime, links: dict) -> Case:
     suppressions = Suppression.objects.filter(organization_id=organization_id)
     if channel == "email":
         no_address = Q(email__isnull=True) | Q(email="")
@@ -176,7 +201,7 @@ def _exclusion_reason(organization_id, spec: AudienceSpec, channel: str, now: da
     ]
     whens.append(When(suppressed, then=Value("suppressed")))
     if spec.exclude_tags:
-        whens.append(When(Exists(_tag_links(spec.exclude_tags)), then=Value("excluded_tag")))
+        whens.append(When(Exists(_tag_links(organization_id, spec.exclude_tags, links)), then=Value("excluded_tag")))
     if spec.exclude_recent_days:
         since = now - timedelta(days=spec.exclude_recent_days)
         whens.append(When(last_contacted_at__gte=since, then=Value("recently_contacted")))

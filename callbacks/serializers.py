@@ -1,0 +1,208 @@
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from callbacks.models import (
+    CallbackActivity,
+    CallbackRequest,
+    CallbackSettings,
+    CallbackSource,
+    CallbackStatus,
+    CallbackUrgency,
+)
+
+
+class PreferredTimeSerializer(serializers.Serializer):
+    """A window in the contact's time zone. Times without an offset are read in it."""
+
+    start = serializers.CharField(help_text='e.g. "2025-03-03T14:00" (contact\'s time) or with an offset.')
+    end = serializers.CharField(help_text='e.g. "2025-03-03T16:00".')
+    timezone = serializers.CharField(read_only=True, help_text="The contact's time zone.")
+
+
+@extend_schema_field(PreferredTimeSerializer)
+class PreferredTimeField(serializers.Field):
+    """`{start, end}`; accepted as local (naive) or offset times, shown in the contact's zone."""
+
+    default_error_messages = {
+        "invalid": 'Expected an object {{"start": "2025-03-03T14:00", "end": "2025-03-03T16:00"}}.',
+        "datetime": "{field}: not an ISO 8601 date and time.",
+    }
+
+    def get_attribute(self, instance):
+        return instance
+
+    def to_representation(self, instance: CallbackRequest):
+        if instance.preferred_start is None and instance.preferred_end is None:
+            return None
+        tz = ZoneInfo(instance.timezone)
+        return {
+            "start": instance.preferred_start.astimezone(tz).isoformat() if instance.preferred_start else None,
+            "end": instance.preferred_end.astimezone(tz).isoformat() if instance.preferred_end else None,
+            "timezone": instance.timezone,
+        }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            self.fail("invalid")
+        parsed = {}
+        for key in ("start", "end"):
+            value = data.get(key)
+            try:
+                parsed[key] = parse_datetime(value) if isinstance(value, str) else None
+            except ValueError:
+                parsed[key] = None
+            if parsed[key] is None:
+                self.fail("datetime", field=key)
+        return parsed
+
+
+class CallbackSerializer(serializers.ModelSerializer):
+    """A callback request. Score, priority and SLA are computed; status moves through the actions."""
+
+    contact = serializers.UUIDField(source="contact.public_id", read_only=True, help_text="The contact's id.")
+    contact_name = serializers.CharField(source="contact.full_name", read_only=True)
+    campaign = serializers.UUIDField(source="campaign_id", read_only=True, allow_null=True)
+    preferred_time = PreferredTimeField(read_only=True, allow_null=True)
+    agent = serializers.UUIDField(source="assigned_to_id", read_only=True, allow_null=True, help_text="User id.")
+    agent_email = serializers.EmailField(source="assigned_to.email", read_only=True, allow_null=True, default=None)
+    overdue = serializers.BooleanField(source="is_overdue", read_only=True)
+
+    class Meta:
+        model = CallbackRequest
+        fields = [
+            "id",
+            "contact",
+            "contact_name",
+            "campaign",
+            "source",
+            "phone",
+            "reason",
+            "urgency",
+            "preferred_time",
+            "priority_score",
+            "priority",
+            "sla_due_at",
+            "overdue",
+            "status",
+            "attempts",
+            "agent",
+            "agent_email",
+            "assigned_at",
+            "first_contact_at",
+            "closed_at",
+            "resolution",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class CallbackCreateSerializer(serializers.Serializer):
+    contact = serializers.UUIDField(help_text="The contact's id.")
+    campaign = serializers.UUIDField(required=False, allow_null=True, help_text="The campaign it came from.")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    preferred_time = PreferredTimeField(required=False, allow_null=True, default=None)
+    phone = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=40, help_text="E.164; default: the contact's."
+    )
+    urgency = serializers.ChoiceField(choices=CallbackUrgency.choices, default=CallbackUrgency.ANYTIME)
+    source = serializers.ChoiceField(
+        choices=[c for c in CallbackSource.choices if c[0] != CallbackSource.PUBLIC_FORM],
+        default=CallbackSource.API,
+    )
+
+
+class AssignSerializer(serializers.Serializer):
+    agent = serializers.UUIDField(help_text="User id of a member with the agent role.")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class StatusChangeSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=CallbackStatus.choices)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+    resolution = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=2000, help_text="Required for completed."
+    )
+
+
+class CompleteSerializer(serializers.Serializer):
+    resolution = serializers.CharField(max_length=2000)
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
+
+
+class NoteSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=2000)
+
+
+class ActivitySerializer(serializers.ModelSerializer):
+    actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
+    actor_email = serializers.EmailField(source="actor.email", read_only=True, allow_null=True, default=None)
+    agent = serializers.UUIDField(source="agent_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = CallbackActivity
+        fields = [
+            "id",
+            "action",
+            "actor",
+            "actor_email",
+            "from_status",
+            "to_status",
+            "agent",
+            "note",
+            "data",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class CallbackSettingsSerializer(serializers.ModelSerializer):
+    working_days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6), allow_empty=False)
+    holidays = serializers.ListField(child=serializers.DateField(), required=False)
+    engagement_events = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+
+    class Meta:
+        model = CallbackSettings
+        fields = [
+            "working_days",
+            "opens_at",
+            "closes_at",
+            "holidays",
+            "sla_urgent_hours",
+            "sla_high_hours",
+            "sla_normal_hours",
+            "sla_low_hours",
+            "value_attribute",
+            "value_scale",
+            "engagement_events",
+            "updated_at",
+        ]
+        read_only_fields = ["updated_at"]
+
+    def to_internal_value(self, data):
+        values = super().to_internal_value(data)
+        if "holidays" in values:
+            values["holidays"] = [d.isoformat() for d in values["holidays"]]
+        return values
+
+
+class MetricsQuerySerializer(serializers.Serializer):
+    date_from = serializers.DateField(required=False)
+    date_to = serializers.DateField(required=False)
+    agent = serializers.UUIDField(required=False)
+
+
+class AgentDaySerializer(serializers.Serializer):
+    agent = serializers.UUIDField()
+    agent_email = serializers.EmailField()
+    date = serializers.DateField()
+    first_contacts = serializers.IntegerField()
+    avg_time_to_first_contact = serializers.FloatField(allow_null=True, help_text="Seconds.")
+    median_time_to_first_contact = serializers.FloatField(allow_null=True, help_text="Seconds.")
+    handled = serializers.IntegerField(help_text="Requests completed that day.")
+    avg_time_to_resolution = serializers.FloatField(allow_null=True, help_text="Seconds.")

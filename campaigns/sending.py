@@ -1,0 +1,369 @@
+"""Dispatch and send: how a queued message becomes a sent one, exactly once.
+
+Dispatch (a beat task every few seconds, safe to run on many workers at once):
+  1. Expired leases are settled: a message still `claimed` goes back to `queued`
+     (it never reached a provider); a message still `sending` becomes `unknown`
+     (its worker died during the provider call; it is shown to the operator and is
+     never sent again without an explicit resend).
+  2. Scheduled campaigns whose start time has come start running.
+  3. Due queued messages of running campaigns are claimed with
+     SELECT ... FOR UPDATE SKIP LOCKED, given a lease, and handed to send tasks in
+     chunks (one task per chunk, on the `send` queue).
+  4. Running campaigns with nothing left pending are completed.
+
+Send (a task per chunk): for each message, render it, then a conditional UPDATE
+moves it claimed -> sending only if this task's lease still holds (a redelivered
+or late task finds nothing to do), commit, call the provider, and commit
+sent (or retry / failed). One email connection is reused for the whole chunk.
+A paused campaign's claimed messages are released back to queued, untouched.
+Temporary failures are retried after 1, 2 and 4 minutes, then the message fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.utils import make_msgid, parseaddr
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from callbacks.tokens import callback_url
+from campaigns.models import PENDING_STATUSES, Campaign, CampaignStatus, Channel, Message, MessageStatus
+from contacts.models import Contact
+from templates_app import rendering, selectors
+from templates_app.context import contact_context, message_context, organization_context
+from templates_app.tracking_html import LinkTracking
+from tracking import tokens
+
+logger = logging.getLogger(__name__)
+
+RETRY_DELAYS = (timedelta(minutes=1), timedelta(minutes=2), timedelta(minutes=4))
+M = MessageStatus
+
+
+def lease_duration() -> timedelta:
+    return timedelta(seconds=settings.CAMPAIGN_LEASE_SECONDS)
+
+
+# --- dispatch ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class DispatchResult:
+    claimed: int = 0
+    reclaimed: int = 0
+    unknown: int = 0
+    started: int = 0
+    completed: int = 0
+    batches: list[tuple[list[int], str]] = field(default_factory=list)
+
+
+def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> DispatchResult:
+    """Claim due messages and queue send tasks for them (after commit)."""
+    from campaigns.services import campaign_complete_if_done
+    from campaigns.tasks import send_batch_task
+
+    now = now or timezone.now()
+    limit = limit or settings.CAMPAIGN_DISPATCH_LIMIT
+    result = DispatchResult()
+    result.reclaimed = Message.objects.filter(status=M.CLAIMED, lease_until__lt=now).update(
+        status=M.QUEUED, lease_until=None
+    )
+    result.unknown = Message.objects.filter(status=M.SENDING, lease_until__lt=now).update(
+        status=M.UNKNOWN, lease_until=None, last_error="The worker stopped during the provider call; not resent."
+    )
+    result.started = Campaign.objects.filter(status=CampaignStatus.SCHEDULED, starts_at__lte=now).update(
+        status=CampaignStatus.RUNNING
+    )
+    lease = now + lease_duration()
+    with transaction.atomic():
+        due = (
+            Message.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(
+                status=M.QUEUED,
+                scheduled_at__lte=now,
+                campaign__status=CampaignStatus.RUNNING,
+            )
+            .order_by("scheduled_at")
+            .values_list("id", "campaign_id")[:limit]
+        )
+        rows = list(due)
+        if rows:
+            Message.objects.filter(id__in=[row[0] for row in rows]).update(status=M.CLAIMED, lease_until=lease)
+            by_campaign: dict[Any, list[int]] = defaultdict(list)
+            for message_id, campaign_id in rows:
+                by_campaign[campaign_id].append(message_id)
+            size = settings.CAMPAIGN_SEND_BATCH
+            for ids in by_campaign.values():
+                for start in range(0, len(ids), size):
+                    result.batches.append((ids[start : start + size], lease.isoformat()))
+            batches = list(result.batches)
+            transaction.on_commit(
+                lambda: [send_batch_task.delay(message_ids=ids, lease=lease_text) for ids, lease_text in batches]
+            )
+        result.claimed = len(rows)
+    pending = Message.objects.filter(campaign=OuterRef("pk"), status__in=PENDING_STATUSES)
+    for campaign in Campaign.objects.filter(status=CampaignStatus.RUNNING, planned_at__isnull=False).filter(
+        ~Exists(pending)
+    ):
+        result.completed += int(campaign_complete_if_done(campaign=campaign))
+    if result.claimed or result.reclaimed or result.unknown:
+        logger.info(
+            "dispatch",
+            extra={"claimed": result.claimed, "reclaimed": result.reclaimed, "unknown": result.unknown},
+        )
+    return result
+
+
+# --- send --------------------------------------------------------------------------------------------
+
+
+class TemporaryFailure(Exception):
+    pass
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+def classify(exc: Exception) -> Exception:
+    """Sort a provider error into temporary (retry) or permanent (fail now)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return PermanentFailure(str(exc)) if codes and all(c >= 500 for c in codes) else TemporaryFailure(str(exc))
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return PermanentFailure(str(exc)) if exc.smtp_code >= 500 else TemporaryFailure(str(exc))
+    try:
+        from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+
+        if isinstance(exc, AnymailRecipientsRefused):
+            return PermanentFailure(str(exc))
+        if isinstance(exc, AnymailAPIError):
+            status = getattr(exc, "status_code", None)
+            if status is not None and 400 <= status < 500 and status != 429:
+                return PermanentFailure(str(exc))
+            return TemporaryFailure(str(exc))
+    except ImportError:  # anymail is a dependency; keep working if a deployment strips it
+        pass
+    if isinstance(exc, OSError | smtplib.SMTPException | socket.timeout):
+        return TemporaryFailure(str(exc) or exc.__class__.__name__)
+    return TemporaryFailure(f"{exc.__class__.__name__}: {exc}")
+
+
+@dataclass
+class SendResult:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    released: int = 0
+    skipped: int = 0
+
+
+class _CampaignRenderer:
+    """Everything a campaign's messages share: compiled template, organization context, sender."""
+
+    def __init__(self, campaign: Campaign):
+        self.campaign = campaign
+        version = campaign.template_version
+        self.version = version
+        self.compiled = rendering.prepare(
+            selectors.version_source(version), organization_id=campaign.organization_id, tracked=True
+        )
+        organization = campaign.organization
+        self.organization = organization_context(organization)
+        self.campaign_context = {"id": str(campaign.pk), "name": campaign.name}
+        self.variables = {**(version.variables or {}), **(campaign.variables or {})}
+        self.sender = selectors.sender_address(
+            from_name=version.from_name, from_email=version.from_email, organization=organization
+        )
+        self.reply_to = [version.reply_to] if version.reply_to else []
+
+    def from_address(self, sending_domain: str) -> str:
+        """The sender, with its domain replaced by the message's sending domain when one was planned."""
+        name, address = parseaddr(self.sender)
+        local, _, domain = address.rpartition("@")
+        if sending_domain and sending_domain != domain and local:
+            address = f"{local}@{sending_domain}"
+        return f"{name} <{address}>" if name else address
+
+    def build(self, message: Message) -> tuple[EmailMultiAlternatives, str]:
+        unsubscribe = tokens.unsubscribe_url(message.pk)
+        context = message_context(
+            contact=contact_context(message.contact),
+            organization=self.organization,
+            campaign=self.campaign_context,
+            unsubscribe_url=unsubscribe,
+            view_in_browser_url=tokens.view_url(message.pk),
+            callback_url=_callback_url(message),
+            variables=self.variables,
+        )
+        message_id = message.pk
+        rendered = self.compiled.render(
+            context,
+            tracking=LinkTracking(
+                click_url=lambda url, index: tokens.click_url(message_id, index, url),
+                open_pixel_url=lambda: tokens.open_url(message_id),
+            ),
+        )
+        sender = self.from_address(message.sending_domain)
+        domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+        provider_id = make_msgid(domain=domain)
+        email = EmailMultiAlternatives(
+            subject=rendered.subject,
+            body=rendered.text,
+            from_email=sender,
+            to=[message.to_address],
+            reply_to=self.reply_to,
+            headers={
+                "Message-ID": provider_id,
+                "List-Unsubscribe": f"<{unsubscribe}>",
+                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                "X-Campaign-Message": str(message.pk),
+            },
+        )
+        if rendered.html:
+            email.attach_alternative(rendered.html, "text/html")
+        return email, provider_id
+
+
+def _callback_url(message: Message) -> str:
+    return callback_url(
+        organization_id=message.organization_id,
+        contact_public_id=message.contact.public_id,
+        campaign_id=message.campaign_id,
+    )
+
+
+def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
+    """Send the claimed messages of one chunk; safe to run twice (the lease decides)."""
+    result = SendResult()
+    messages = list(
+        Message.objects.filter(id__in=message_ids, status=M.CLAIMED, lease_until=lease)
+        .select_related("contact", "campaign__organization", "campaign__template_version")
+        .order_by("id")
+    )
+    result.skipped = len(message_ids) - len(messages)
+    if not messages:
+        return result
+    running = set(
+        Campaign.objects.filter(pk__in={m.campaign_id for m in messages}, status=CampaignStatus.RUNNING).values_list(
+            "pk", flat=True
+        )
+    )
+    renderers: dict[Any, _CampaignRenderer] = {}
+    sent_contacts: list[int] = []
+    connection = get_connection()
+    try:
+        connection.open()
+        for message in messages:
+            mine = Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
+            if message.campaign_id not in running:
+                result.released += mine.update(status=M.QUEUED, lease_until=None)  # paused: back in line
+                continue
+            if message.campaign.channel != Channel.EMAIL:
+                mine.update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
+                result.failed += 1
+                continue
+            try:
+                renderer = renderers.get(message.campaign_id)
+                if renderer is None:
+                    renderer = renderers[message.campaign_id] = _CampaignRenderer(message.campaign)
+                email, provider_id = renderer.build(message)
+            except rendering.TemplateProblem as exc:
+                # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.
+                mine.update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
+                result.failed += 1
+                continue
+            # Commit `sending` before the provider call: if this process dies during the
+            # call, the message becomes `unknown` rather than being sent again.
+            # A fresh lease for the provider call itself: time spent waiting in the queue must not
+            # count against it, or a slow batch would see its in-flight message marked unknown.
+            sending_lease = timezone.now() + lease_duration()
+            if mine.update(status=M.SENDING, attempts=message.attempts + 1, lease_until=sending_lease) != 1:
+                result.skipped += 1
+                continue
+            email.connection = connection
+            try:
+                connection.send_messages([email])
+            except Exception as exc:  # every provider error is sorted, none is lost
+                outcome = classify(exc)
+                _record_failure(message, outcome)
+                result.retried += isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS)
+                result.failed += not (isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS))
+                _reopen(connection)
+                continue
+            anymail_id = getattr(getattr(email, "anymail_status", None), "message_id", None)
+            Message.objects.filter(pk=message.pk, status=M.SENDING).update(
+                status=M.SENT,
+                sent_at=timezone.now(),
+                provider_message_id=anymail_id or provider_id.strip("<>"),
+                lease_until=None,
+                last_error="",
+            )
+            sent_contacts.append(message.contact_id)
+            result.sent += 1
+    finally:
+        connection.close()
+        if sent_contacts:
+            Contact.objects.filter(pk__in=sent_contacts).update(last_contacted_at=timezone.now())
+    return result
+
+
+def _problem_text(exc: Exception) -> str:
+    messages = getattr(exc, "message_dict", None)
+    if messages:
+        return "; ".join(f"{key}: {' '.join(values)}" for key, values in messages.items())[:2000]
+    return str(exc)[:2000]
+
+
+def _record_failure(message: Message, outcome: Exception) -> None:
+    attempts = message.attempts + 1
+    error = str(outcome)[:2000]
+    if isinstance(outcome, TemporaryFailure) and attempts <= len(RETRY_DELAYS):
+        Message.objects.filter(pk=message.pk, status=M.SENDING).update(
+            status=M.QUEUED,
+            scheduled_at=timezone.now() + RETRY_DELAYS[attempts - 1],
+            lease_until=None,
+            last_error=error,
+        )
+    else:
+        Message.objects.filter(pk=message.pk, status=M.SENDING).update(
+            status=M.FAILED, lease_until=None, last_error=error
+        )
+
+
+def _reopen(connection) -> None:
+    """After an error the SMTP session may be unusable; start a fresh one for the next message."""
+    try:
+        connection.close()
+    except Exception:  # closing a broken connection may fail too
+        logger.debug("closing a failed email connection raised", exc_info=True)
+    try:
+        connection.open()
+    except Exception:  # the next send will raise and be classified
+        logger.warning("could not reopen the email connection", exc_info=True)
+
+
+def message_resend(*, message: Message) -> Message:
+    """Send a failed or unknown message again (an explicit operator decision)."""
+    from config.errors import ConflictError
+
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message.pk)
+        if message.status not in (M.FAILED, M.UNKNOWN):
+            raise ConflictError("Only a failed or unknown message can be resent.")
+        message.status = M.QUEUED
+        message.scheduled_at = timezone.now()
+        message.lease_until = None
+        message.attempts = 0
+        message.save(update_fields=["status", "scheduled_at", "lease_until", "attempts"])
+    return message

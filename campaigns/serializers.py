@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accounts.tenancy import TenantRelatedField
+from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus
+from templates_app.models import MessageTemplate
+
+
+class VariantSerializer(serializers.ModelSerializer):
+    template = TenantRelatedField(queryset=MessageTemplate.objects.all())
+
+    class Meta:
+        model = CampaignVariant
+        fields = ["id", "name", "template", "weight"]
+        read_only_fields = ["id"]
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    template = TenantRelatedField(queryset=MessageTemplate.objects.all(), required=False, allow_null=True)
+    variants = VariantSerializer(many=True, required=False)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "channel",
+            "template",
+            "template_version",
+            "variants",
+            "audience",
+            "schedule",
+            "throttle",
+            "sending_domains",
+            "followup",
+            "ab_test",
+            "variables",
+            "status",
+            "status_reason",
+            "recipients",
+            "excluded",
+            "launched_at",
+            "completed_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "template_version",
+            "status",
+            "status_reason",
+            "recipients",
+            "excluded",
+            "launched_at",
+            "completed_at",
+            "created_at",
+            "updated_at",
+        ]
+
+    def _check_object(self, value, name):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError(f"{name} must be an object.")
+        return value
+
+    def validate_audience(self, value):
+        return self._check_object(value, "audience")
+
+    def validate_schedule(self, value):
+        return self._check_object(value, "schedule")
+
+    def validate_throttle(self, value):
+        return self._check_object(value, "throttle")
+
+    def validate_sending_domains(self, value):
+        if not isinstance(value, list):
+            raise serializers.ValidationError("Must be a list of domain names.")
+        return [str(v).strip().lower() for v in value]
+
+    def validate_variables(self, value):
+        return self._check_object(value, "variables")
+
+
+class DryRunSerializer(serializers.Serializer):
+    recipients = serializers.IntegerField()
+    excluded = serializers.DictField(child=serializers.IntegerField())
+    first_send_at = serializers.DateTimeField(allow_null=True)
+    last_send_at = serializers.DateTimeField(allow_null=True)
+    per_day = serializers.ListField(child=serializers.DictField())
+    per_domain = serializers.ListField(child=serializers.DictField())
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    campaign = serializers.UUIDField(source="campaign_id", read_only=True)
+    contact = serializers.UUIDField(source="contact.public_id", read_only=True)
+    to = serializers.CharField(source="to_address", read_only=True)
+    channel = serializers.CharField(source="campaign.channel", read_only=True)
+    status = serializers.SerializerMethodField()
+    variant = serializers.CharField(source="variant.name", read_only=True, default=None)
+    id = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "campaign",
+            "contact",
+            "to",
+            "channel",
+            "status",
+            "step",
+            "variant",
+            "scheduled_at",
+            "sent_at",
+            "sending_domain",
+            "provider_message_id",
+            "attempts",
+            "last_error",
+        ]
+        read_only_fields = fields
+
+    def get_status(self, message) -> str:
+        return MessageStatus(message.status).label
+
+
+class KpiSerializer(serializers.Serializer):
+    planned = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    delivered = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+    bounced = serializers.IntegerField()
+    complained = serializers.IntegerField()
+    unsubscribed = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    unknown = serializers.IntegerField()
+    open_rate = serializers.FloatField()
+    click_rate = serializers.FloatField()
+    bounce_rate = serializers.FloatField()
+
+
+class TimelineRowSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    sent = serializers.IntegerField()
+    opened = serializers.IntegerField()
+    clicked = serializers.IntegerField()
+
+
+class VariantStatsSerializer(serializers.Serializer):
+    variant = serializers.CharField(allow_null=True)
+    kpis = KpiSerializer()
+
+
+class StatsSerializer(serializers.Serializer):
+    kpis = KpiSerializer()
+    timeline = TimelineRowSerializer(many=True)
+    variants = VariantStatsSerializer(many=True)

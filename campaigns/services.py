@@ -1,0 +1,357 @@
+"""Campaign writes: configuration, the state machine, expansion and planning.
+
+Launch validates the campaign, snapshots its template version and queues the
+expansion after commit. Expansion writes one Message per recipient with
+INSERT ... SELECT from the audience resolver, chunk by chunk of contact ids, and is
+idempotent (ON CONFLICT DO NOTHING on campaign/step/contact). Planning streams the
+messages through `campaigns.planner` and writes `scheduled_at` and the sending
+domain in batches, moving them from planned to queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from accounts.models import Organization
+from campaigns.models import PENDING_STATUSES, Campaign, CampaignStatus, Channel, Message, MessageStatus
+from campaigns.state import transition
+from contacts.audience import EXCLUSION_ORDER, Audience, AudienceSpec, audience_resolve
+from contacts.models import Contact
+
+if TYPE_CHECKING:
+    from campaigns import planner
+
+logger = logging.getLogger(__name__)
+
+EXPAND_CHUNK_IDS = 250_000
+PLAN_BATCH = 5_000
+S = CampaignStatus
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def organization_sending_domain(organization: Organization) -> str:
+    address = organization.default_from_email
+    if not address:
+        from django.conf import settings
+
+        address = settings.DEFAULT_FROM_EMAIL
+    return address.rpartition("@")[2].strip(" >").lower() or "localhost"
+
+
+def plan_settings(campaign: Campaign, *, now: datetime | None = None) -> planner.PlanSettings:
+    """The planner's settings from the campaign's schedule, throttle and domains; raises ValidationError."""
+    from campaigns import planner
+
+    organization = campaign.organization
+    domains = campaign.sending_domains or [organization_sending_domain(organization)]
+    try:
+        return planner.PlanSettings.from_api(
+            schedule=campaign.schedule or None,
+            throttle=campaign.throttle or None,
+            sending_domains=domains,
+            default_timezone=organization.timezone,
+            now=now or timezone.now(),
+        )
+    except planner.PlanSettingsError as exc:
+        raise ValidationError({exc.field: [exc.message]}) from None
+
+
+def campaign_validate(*, campaign: Campaign, for_launch: bool = False) -> None:
+    """Check the configuration; raises ValidationError naming the field."""
+    errors: dict[str, list[str]] = {}
+    try:
+        spec = AudienceSpec.from_dict(campaign.audience)
+        if for_launch and spec.is_empty:
+            errors["audience"] = ["Choose at least one list, tag or segment."]
+        audience_resolve(organization_id=campaign.organization_id, spec=spec, channel=campaign.channel)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    try:
+        plan_settings(campaign)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if campaign.template_id and campaign.template.channel != campaign.channel:
+        errors["template"] = [f"This is a {campaign.template.channel} template; the campaign sends {campaign.channel}."]
+    if for_launch and not campaign.template_id and not campaign.variants.exists():
+        errors["template"] = ["Choose a template (or variants) before launching."]
+    for index, domain in enumerate(campaign.sending_domains or []):
+        if not isinstance(domain, str) or "." not in domain or "@" in domain:
+            errors[f"sending_domains[{index}]"] = [f"{domain!r} is not a domain name."]
+    if errors:
+        raise ValidationError(errors)
+
+
+def campaign_save(*, campaign: Campaign) -> Campaign:
+    """Create or change a campaign; only drafts can be changed."""
+    if campaign.pk and Campaign.objects.filter(pk=campaign.pk).exclude(status=S.DRAFT).exists():
+        from config.errors import ConflictError
+
+        raise ConflictError("Only a draft campaign can be edited.")
+    campaign_validate(campaign=campaign)
+    campaign.save()
+    return campaign
+
+
+def campaign_delete(*, campaign: Campaign) -> None:
+    if campaign.status != S.DRAFT:
+        from config.errors import ConflictError
+
+        raise ConflictError("Only a draft campaign can be deleted.")
+    campaign.delete()
+
+
+# --- the state machine --------------------------------------------------------------------------------
+
+
+def _locked(campaign: Campaign) -> Campaign:
+    return Campaign.objects.select_for_update().select_related("organization").get(pk=campaign.pk)
+
+
+def campaign_launch(*, campaign: Campaign, by=None) -> Campaign:
+    """Validate, keep the template version, and start expanding (after commit)."""
+    from campaigns.tasks import campaign_prepare_task
+    from templates_app.services import template_snapshot
+
+    with transaction.atomic():
+        campaign = _locked(campaign)
+        campaign_validate(campaign=campaign, for_launch=True)
+        start_at = plan_settings(campaign).start_at
+        transition(campaign, to=S.SCHEDULED if start_at > timezone.now() else S.RUNNING)
+        campaign.starts_at = start_at
+        if campaign.template_id:
+            campaign.template_version = template_snapshot(campaign.template)
+        for variant in campaign.variants.select_related("template"):
+            variant.template_version = template_snapshot(variant.template)
+            variant.save(update_fields=["template_version"])
+        campaign.launched_at = timezone.now()
+        campaign.status_reason = ""
+        campaign.save()
+        campaign_id = str(campaign.pk)
+        transaction.on_commit(lambda: campaign_prepare_task.delay(campaign_id=campaign_id))
+    logger.info("campaign launched", extra={"campaign_id": campaign_id, "status": campaign.status})
+    return campaign
+
+
+def campaign_pause(*, campaign: Campaign, reason: str = "") -> Campaign:
+    """Stop dispatch at once; queued messages stay queued."""
+    with transaction.atomic():
+        campaign = _locked(campaign)
+        transition(campaign, to=S.PAUSED)
+        campaign.status_reason = reason[:300]
+        campaign.save(update_fields=["status", "status_reason", "updated_at"])
+    return campaign
+
+
+def campaign_resume(*, campaign: Campaign) -> Campaign:
+    """Go on where the campaign stopped."""
+    with transaction.atomic():
+        campaign = _locked(campaign)
+        starts_at = campaign.starts_at or timezone.now()
+        transition(campaign, to=S.SCHEDULED if starts_at > timezone.now() else S.RUNNING)
+        campaign.status_reason = ""
+        campaign.save(update_fields=["status", "status_reason", "updated_at"])
+    return campaign
+
+
+def campaign_cancel(*, campaign: Campaign) -> Campaign:
+    """Cancel: every message not yet handed to a provider is marked cancelled."""
+    with transaction.atomic():
+        campaign = _locked(campaign)
+        transition(campaign, to=S.CANCELLED)
+        campaign.completed_at = timezone.now()
+        campaign.save(update_fields=["status", "completed_at", "updated_at"])
+        Message.objects.filter(
+            campaign=campaign, status__in=[MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.CLAIMED]
+        ).update(status=MessageStatus.CANCELLED, lease_until=None)
+    return campaign
+
+
+def campaign_complete_if_done(*, campaign: Campaign) -> bool:
+    """Mark a running campaign completed when nothing is left to send or retry."""
+    with transaction.atomic():
+        campaign = _locked(campaign)
+        if campaign.status != S.RUNNING or not campaign.planned_at:
+            return False
+        if Message.objects.filter(campaign=campaign, status__in=PENDING_STATUSES).exists():
+            return False
+        transition(campaign, to=S.COMPLETED)
+        campaign.completed_at = timezone.now()
+        campaign.save(update_fields=["status", "completed_at", "updated_at"])
+    return True
+
+
+# --- expansion ---------------------------------------------------------------------------------------
+
+
+def campaign_audience(
+    campaign: Campaign, *, now: datetime | None = None, id_range: tuple[int, int] | None = None
+) -> Audience:
+    return audience_resolve(
+        organization_id=campaign.organization_id,
+        spec=AudienceSpec.from_dict(campaign.audience),
+        channel=campaign.channel,
+        now=now,
+        id_range=id_range,
+    )
+
+
+def campaign_expand(*, campaign: Campaign, step: int = 0) -> int:
+    """Write one planned Message per recipient (set-based, chunked by contact id); idempotent.
+    Returns the number of messages the campaign has for the step."""
+    now = timezone.now()
+    address = "email" if campaign.channel == Channel.EMAIL else "phone"
+    bounds = Contact.objects.filter(organization_id=campaign.organization_id).aggregate(low=Min("id"), high=Max("id"))
+    excluded: Counter[str] = Counter()
+    if bounds["low"] is not None:
+        low = bounds["low"]
+        while low <= bounds["high"]:
+            high = low + EXPAND_CHUNK_IDS
+            chunk = campaign_audience(campaign, now=now, id_range=(low, high))
+            excluded.update(_expand_chunk(campaign, chunk, address, step, now))
+            low = high
+    total = Message.objects.filter(campaign=campaign, step=step).count()
+    ordered = {reason: excluded[reason] for reason in EXCLUSION_ORDER if excluded.get(reason)}
+    Campaign.objects.filter(pk=campaign.pk).update(excluded=ordered, recipients=total, expanded_at=timezone.now())
+    logger.info("campaign expanded", extra={"campaign_id": str(campaign.pk), "messages": total})
+    return total
+
+
+def _expand_chunk(campaign, audience: Audience, address: str, step: int, now) -> dict[str, int]:
+    """Insert one chunk's messages and count its exclusions; one pass over the chunk on PostgreSQL."""
+    chunk = audience.candidates.annotate(exclusion=audience.reason)
+    select_sql, select_params = chunk.values("id", address, "exclusion").query.sql_with_params()
+    insert = f"""
+        INSERT INTO campaigns_message (organization_id, campaign_id, step, contact_id, to_address,
+            status, sending_domain, attempts, last_error, created_at)
+        SELECT %s, %s, %s, chosen.id, chosen.{address}, %s, '', 0, '', %s
+        FROM {{source}} AS chosen WHERE chosen.exclusion IS NULL
+        ON CONFLICT (campaign_id, step, contact_id) DO NOTHING
+    """
+    insert_params = [*_ids(campaign), step, MessageStatus.PLANNED, _param(now)]
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The planner's estimates for these EXISTS-heavy queries are poor and JIT compiling
+            # them costs more than running them.
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute(
+                f"WITH chunk AS MATERIALIZED ({select_sql}), "
+                f"inserted AS ({insert.format(source='chunk')} RETURNING 1) "
+                "SELECT exclusion, count(*) FROM chunk WHERE exclusion IS NOT NULL GROUP BY exclusion",
+                [*select_params, *insert_params],
+            )
+            return dict(cursor.fetchall())
+        cursor.execute(insert.format(source=f"({select_sql})"), [*insert_params, *select_params])
+        cursor.execute(
+            f"SELECT exclusion, count(*) FROM ({select_sql}) AS chunk WHERE exclusion IS NOT NULL GROUP BY exclusion",
+            select_params,
+        )
+        return dict(cursor.fetchall())
+
+
+def _param(value):
+    if connection.vendor == "sqlite" and isinstance(value, datetime):
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
+
+
+def _ids(campaign: Campaign) -> list:
+    if connection.vendor == "sqlite":
+        return [campaign.organization_id.hex, campaign.pk.hex]
+    return [campaign.organization_id, campaign.pk]
+
+
+# --- planning ------------------------------------------------------------------------------------------
+
+
+def _recipients(queryset, *, with_timezone: bool) -> Iterator[planner.Recipient]:
+    from campaigns import planner
+
+    fields = ["pk", "domain"] + (["tz"] if with_timezone else [])
+    for row in queryset.values_list(*fields).iterator(chunk_size=PLAN_BATCH):
+        yield planner.Recipient(key=row[0], domain=row[1] or "", timezone=row[2] if with_timezone else "")
+
+
+def _message_recipients(campaign: Campaign, settings: planner.PlanSettings) -> Iterable[planner.Recipient]:
+    from django.db.models import F
+    from django.db.models.functions import Lower
+
+    messages = Message.objects.filter(campaign=campaign, status=MessageStatus.PLANNED).order_by("id")
+    messages = messages.annotate(domain=Lower(F("contact__email_domain")))
+    if settings.recipient_timezone:
+        messages = messages.annotate(tz=F("contact__timezone")).order_by("tz", "id")
+    return _recipients(messages, with_timezone=settings.recipient_timezone)
+
+
+def campaign_plan(*, campaign: Campaign) -> int:
+    """Give every planned message its send time and sending domain, and queue it. Returns how many."""
+    from campaigns import planner
+
+    settings = plan_settings(campaign, now=campaign.launched_at or timezone.now())
+    queued = 0
+    batch: list[planner.Slot] = []
+    for slot in planner.plan(settings, _message_recipients(campaign, settings)):
+        batch.append(slot)
+        if len(batch) >= PLAN_BATCH:
+            queued += _write_slots(batch)
+            batch = []
+    if batch:
+        queued += _write_slots(batch)
+    Campaign.objects.filter(pk=campaign.pk).update(planned_at=timezone.now())
+    logger.info("campaign planned", extra={"campaign_id": str(campaign.pk), "queued": queued})
+    return queued
+
+
+def _write_slots(slots: list[planner.Slot]) -> int:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            values = ", ".join(["(%s::bigint, %s::timestamptz, %s::varchar)"] * len(slots))
+            params: list[Any] = [item for s in slots for item in (s.key, s.scheduled_at, s.sending_domain)]
+            cursor.execute(
+                f"""
+                UPDATE campaigns_message m SET scheduled_at = v.t, sending_domain = v.d, status = %s
+                FROM (VALUES {values}) AS v(id, t, d)
+                WHERE m.id = v.id AND m.status = %s
+                """,
+                [MessageStatus.QUEUED, *params, MessageStatus.PLANNED],
+            )
+            return cursor.rowcount
+        queued, planned = MessageStatus.QUEUED, MessageStatus.PLANNED
+        cursor.executemany(
+            "UPDATE campaigns_message SET scheduled_at = %s, sending_domain = %s, status = %s "
+            "WHERE id = %s AND status = %s",
+            [(_param(slot.scheduled_at), slot.sending_domain, queued, slot.key, planned) for slot in slots],
+        )
+        return len(slots)
+
+
+def campaign_dry_run(*, campaign: Campaign) -> dict[str, Any]:
+    """What launching now would do, from the same resolver and planner; writes nothing."""
+    from campaigns import planner
+
+    campaign_validate(campaign=campaign)
+    now = timezone.now()
+    settings = plan_settings(campaign, now=now)
+    audience = campaign_audience(campaign, now=now)
+    from django.db.models import F
+    from django.db.models.functions import Lower
+
+    contacts = audience.queryset.annotate(domain=Lower(F("email_domain")))
+    if settings.recipient_timezone:
+        contacts = contacts.annotate(tz=F("timezone")).order_by("tz", "id")
+    else:
+        contacts = contacts.order_by("id")
+    summary = planner.PlanSummary(timezone=settings.timezone)
+    for slot in planner.plan(settings, _recipients(contacts, with_timezone=settings.recipient_timezone)):
+        summary.add(slot)
+    return {**summary.to_dict(), "excluded": audience.excluded()}

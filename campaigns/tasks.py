@@ -1,0 +1,32 @@
+"""Campaign background work."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+
+from campaigns import sending, services
+from campaigns.models import Campaign, CampaignStatus
+
+
+@shared_task(name="campaigns.prepare", acks_late=True, time_limit=3600, soft_time_limit=3540)
+def campaign_prepare_task(*, campaign_id: str, **_kwargs) -> None:
+    """Expand a launched campaign into messages and plan them; safe to run again."""
+    campaign = Campaign.objects.select_related("organization").filter(pk=campaign_id).first()
+    if campaign is None or campaign.status in (CampaignStatus.DRAFT, CampaignStatus.CANCELLED):
+        return
+    services.campaign_expand(campaign=campaign)
+    services.campaign_plan(campaign=campaign)
+
+
+@shared_task(name="campaigns.dispatch.due", acks_late=True, time_limit=120, soft_time_limit=100, ignore_result=True)
+def dispatch_due_task(**_kwargs) -> None:
+    """Claim due messages and hand them to send tasks (beat runs this every few seconds)."""
+    sending.dispatch_due()
+
+
+@shared_task(name="campaigns.send.batch", acks_late=True, time_limit=900, soft_time_limit=840)
+def send_batch_task(*, message_ids: list[int], lease: str, **_kwargs) -> None:
+    """Send one claimed chunk; a late or repeated delivery of the task sends nothing twice."""
+    sending.send_batch(message_ids=message_ids, lease=datetime.fromisoformat(lease))

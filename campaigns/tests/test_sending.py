@@ -1,0 +1,206 @@
+"""Dispatch and send: claims, leases, rendering with tracking, retries, pause, completion."""
+
+from datetime import timedelta
+from email.utils import parseaddr
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from campaigns import sending
+from campaigns.models import Campaign, Message, MessageStatus
+from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory
+from contacts.tests.factories import ContactFactory
+from templates_app.services import template_snapshot
+from tracking import tokens
+
+pytestmark = pytest.mark.django_db
+M = MessageStatus
+
+
+def running_campaign(org=None, **template_fields):
+    campaign = CampaignFactory(status="running", **({"organization": org} if org else {}))
+    if template_fields:
+        campaign.template = EmailTemplateFactory(organization=campaign.organization, **template_fields)
+    campaign.template_version = template_snapshot(campaign.template)
+    campaign.planned_at = timezone.now()
+    campaign.save()
+    return campaign
+
+
+def queue(campaign, contacts, *, at=None, status=M.QUEUED, domain="mail.example.com"):
+    return [
+        Message.objects.create(
+            organization=campaign.organization,
+            campaign=campaign,
+            contact=contact,
+            to_address=contact.email,
+            status=status,
+            scheduled_at=at or timezone.now() - timedelta(seconds=1),
+            sending_domain=domain,
+        )
+        for contact in contacts
+    ]
+
+
+@pytest.fixture
+def dispatch(django_capture_on_commit_callbacks):
+    def run(**kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return sending.dispatch_due(**kwargs)
+
+    return run
+
+
+def test_dispatch_sends_personalized_tracked_mail_once(dispatch):
+    campaign = running_campaign(
+        html_body='<html><body><p>Hi {{ contact.first_name }}</p><a href="https://shop.example.com/sale">Sale</a>'
+        '<a href="mailto:help@example.com">Help</a><a href="{{ unsubscribe_url }}">Unsubscribe</a></body></html>',
+        subject="Deals for {{ contact.first_name }}",
+    )
+    ana = ContactFactory(organization=campaign.organization, email="ana@example.com", first_name="Ana")
+    [message] = queue(campaign, [ana])
+
+    result = dispatch()
+    assert result.claimed == 1
+    assert len(mail.outbox) == 1
+    email = mail.outbox[0]
+    assert email.to == ["ana@example.com"]
+    assert email.subject == "Deals for Ana"
+    html = email.alternatives[0][0]
+    assert "Hi Ana" in html
+    assert "https://shop.example.com/sale" not in html  # rewritten to a click-tracking link
+    assert "/t/c/" in html
+    assert "mailto:help@example.com" in html
+    assert "/t/o/" in html  # the open pixel
+    unsubscribe = tokens.unsubscribe_url(message.pk)
+    assert email.extra_headers["List-Unsubscribe"] == f"<{unsubscribe}>"
+    assert email.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parseaddr(email.from_email)[1] == "noreply@mail.example.com"  # the planned sending domain
+
+    message.refresh_from_db()
+    assert message.status == M.SENT
+    assert message.attempts == 1
+    assert message.provider_message_id == email.extra_headers["Message-ID"].strip("<>")
+    ana.refresh_from_db()
+    assert ana.last_contacted_at is not None
+
+    # Nothing is due any more; the campaign is complete.
+    assert dispatch().claimed == 0
+    assert len(mail.outbox) == 1
+    assert Campaign.objects.get(pk=campaign.pk).status == "completed"
+
+
+def test_only_due_messages_of_running_campaigns_are_claimed(dispatch):
+    campaign = running_campaign()
+    paused = running_campaign()
+    paused.status = "paused"
+    paused.save()
+    now_contacts = [ContactFactory(organization=campaign.organization) for _ in range(2)]
+    later = ContactFactory(organization=campaign.organization)
+    queue(campaign, now_contacts)
+    queue(campaign, [later], at=timezone.now() + timedelta(hours=1))
+    queue(paused, [ContactFactory(organization=paused.organization)])
+    assert dispatch().claimed == 2
+    assert sorted(e.to[0] for e in mail.outbox) == sorted(c.email for c in now_contacts)
+    assert Message.objects.filter(campaign=paused, status=M.QUEUED).count() == 1
+
+
+def test_a_late_or_repeated_send_task_sends_nothing():
+    campaign = running_campaign()
+    [message] = queue(campaign, [ContactFactory(organization=campaign.organization)], status=M.CLAIMED)
+    lease = timezone.now() + timedelta(minutes=5)
+    Message.objects.filter(pk=message.pk).update(lease_until=lease)
+    stale = lease - timedelta(minutes=1)
+    assert sending.send_batch(message_ids=[message.pk], lease=stale).skipped == 1
+    assert not mail.outbox
+    assert sending.send_batch(message_ids=[message.pk], lease=lease).sent == 1
+    assert sending.send_batch(message_ids=[message.pk], lease=lease).skipped == 1
+    assert len(mail.outbox) == 1
+
+
+def test_pause_releases_claimed_messages_untouched():
+    campaign = running_campaign()
+    [message] = queue(campaign, [ContactFactory(organization=campaign.organization)], status=M.CLAIMED)
+    lease = timezone.now() + timedelta(minutes=5)
+    Message.objects.filter(pk=message.pk).update(lease_until=lease)
+    Campaign.objects.filter(pk=campaign.pk).update(status="paused")
+    assert sending.send_batch(message_ids=[message.pk], lease=lease).released == 1
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (M.QUEUED, 0)
+    assert not mail.outbox
+
+
+def test_an_undefined_variable_fails_that_message_only(dispatch):
+    campaign = running_campaign(subject="Hi {{ contact.attributes.nickname }}")
+    good = ContactFactory(organization=campaign.organization, attributes={"nickname": "Ace"})
+    bad = ContactFactory(organization=campaign.organization, attributes={})
+    queue(campaign, [good, bad])
+    dispatch()
+    assert [e.subject for e in mail.outbox] == ["Hi Ace"]
+    failed = Message.objects.get(contact=bad)
+    assert failed.status == M.FAILED
+    assert "nickname" in failed.last_error
+
+
+def test_expired_leases_are_settled(dispatch):
+    campaign = running_campaign()
+    claimed, in_flight = queue(campaign, [ContactFactory(organization=campaign.organization) for _ in range(2)])
+    past = timezone.now() - timedelta(seconds=1)
+    Message.objects.filter(pk=claimed.pk).update(status=M.CLAIMED, lease_until=past)
+    Message.objects.filter(pk=in_flight.pk).update(status=M.SENDING, lease_until=past)
+    result = dispatch()
+    assert (result.reclaimed, result.unknown) == (1, 1)
+    in_flight.refresh_from_db()
+    assert in_flight.status == M.UNKNOWN
+    # The reclaimed one was claimed again and sent; the unknown one was not resent.
+    assert [e.to[0] for e in mail.outbox] == [claimed.to_address]
+
+
+def test_temporary_failures_retry_after_1_2_4_minutes_then_fail(settings, smtp_sink):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_sink.port
+    campaign = running_campaign()
+    refused = ContactFactory(organization=campaign.organization, email="busy@example.com")
+    hard = ContactFactory(organization=campaign.organization, email="gone@example.com")
+    fine = ContactFactory(organization=campaign.organization, email="fine@example.com")
+    smtp_sink.refuse = {"busy@example.com": "451 4.3.0 Try again later", "gone@example.com": "550 5.1.1 No such user"}
+    messages = queue(campaign, [refused, hard, fine])
+    ids = [m.pk for m in messages]
+
+    for attempt, delay in enumerate([1, 2, 4], start=1):
+        lease = timezone.now() + timedelta(minutes=5)
+        Message.objects.filter(pk__in=ids, status=M.QUEUED).update(status=M.CLAIMED, lease_until=lease)
+        before = timezone.now()
+        sending.send_batch(message_ids=ids, lease=lease)
+        busy = Message.objects.get(contact=refused)
+        assert (busy.status, busy.attempts) == (M.QUEUED, attempt)
+        assert before + timedelta(minutes=delay) <= busy.scheduled_at <= timezone.now() + timedelta(minutes=delay)
+        assert "451" in busy.last_error
+    lease = timezone.now() + timedelta(minutes=5)
+    Message.objects.filter(pk__in=ids, status=M.QUEUED).update(status=M.CLAIMED, lease_until=lease)
+    sending.send_batch(message_ids=ids, lease=lease)
+    busy = Message.objects.get(contact=refused)
+    assert (busy.status, busy.attempts) == (M.FAILED, 4)
+    gone = Message.objects.get(contact=hard)
+    assert (gone.status, gone.attempts) == (M.FAILED, 1)
+    assert Message.objects.get(contact=fine).status == M.SENT
+    assert smtp_sink.addresses() == ["fine@example.com"]
+
+
+def test_resend_only_failed_or_unknown(member_client):
+    from accounts.models import Role
+
+    client, _, org = member_client(Role.MANAGER)
+    campaign = running_campaign(org)
+    failed, sent = queue(campaign, [ContactFactory(organization=org) for _ in range(2)])
+    Message.objects.filter(pk=failed.pk).update(status=M.FAILED, attempts=4)
+    Message.objects.filter(pk=sent.pk).update(status=M.SENT)
+    response = client.post(f"/api/v1/messages/{failed.pk}/resend")
+    assert response.status_code == 200, response.content
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts) == (M.QUEUED, 0)
+    assert client.post(f"/api/v1/messages/{sent.pk}/resend").status_code == 409
+    other = running_campaign()
+    [foreign] = queue(other, [ContactFactory(organization=other.organization)], status=M.FAILED)
+    assert client.post(f"/api/v1/messages/{foreign.pk}/resend").status_code == 404

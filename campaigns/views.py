@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import django_filters
+from django.db import transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts.tenancy import Area, TenantScopedViewMixin
+from campaigns import selectors, sending, services
+from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus
+from campaigns.serializers import CampaignSerializer, DryRunSerializer, MessageSerializer, StatsSerializer
+
+UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
+
+
+class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
+    """Broadcast campaigns. Only drafts can be edited or deleted (409 otherwise)."""
+
+    permission_area = Area.CAMPAIGNS
+    serializer_class = CampaignSerializer
+    queryset = Campaign.objects.select_related("organization").prefetch_related("variants")
+    filterset_fields = ["status", "channel"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    lookup_value_regex = UUID_REGEX
+
+    def _save(self, serializer, campaign: Campaign):
+        data = dict(serializer.validated_data)
+        variants = data.pop("variants", None)
+        for key, value in data.items():
+            setattr(campaign, key, value)
+        with transaction.atomic():
+            services.campaign_save(campaign=campaign)
+            if variants is not None:
+                campaign.variants.all().delete()
+                CampaignVariant.objects.bulk_create([CampaignVariant(campaign=campaign, **v) for v in variants])
+        serializer.instance = campaign
+
+    def perform_create(self, serializer):
+        self._save(serializer, Campaign(organization=self.request.organization, created_by=self.request.user))
+
+    def perform_update(self, serializer):
+        self._save(serializer, serializer.instance)
+
+    def perform_destroy(self, instance):
+        services.campaign_delete(campaign=instance)
+
+    def _respond(self, campaign):
+        campaign.refresh_from_db()
+        return Response(CampaignSerializer(campaign, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses={200: DryRunSerializer})
+    @action(detail=True, methods=["post"], url_path="dry-run")
+    def dry_run(self, request, pk=None):
+        """Recipients, exclusions and the send schedule if launched now; writes nothing."""
+        return Response(DryRunSerializer(services.campaign_dry_run(campaign=self.get_object())).data)
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def launch(self, request, pk=None):
+        return self._respond(services.campaign_launch(campaign=self.get_object(), by=request.user))
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._respond(services.campaign_pause(campaign=self.get_object()))
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._respond(services.campaign_resume(campaign=self.get_object()))
+
+    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return self._respond(services.campaign_cancel(campaign=self.get_object()))
+
+    @extend_schema(responses={200: StatsSerializer})
+    @action(detail=True, methods=["get"])
+    def stats(self, request, pk=None):
+        """KPIs, a daily timeline and per-variant figures, live from the messages' statuses."""
+        return Response(StatsSerializer(selectors.campaign_stats(campaign=self.get_object())).data)
+
+
+class MessageFilter(django_filters.FilterSet):
+    campaign = django_filters.UUIDFilter(field_name="campaign_id")
+    contact = django_filters.UUIDFilter(field_name="contact__public_id")
+    status = django_filters.ChoiceFilter(
+        choices=[(s.label, s.label) for s in MessageStatus], method="filter_status", help_text="Status name."
+    )
+
+    class Meta:
+        model = Message
+        fields = ["campaign", "contact", "status"]
+
+    def filter_status(self, queryset, name, value):
+        return queryset.filter(status={s.label: s.value for s in MessageStatus}[value])
+
+
+class MessageViewSet(TenantScopedViewMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Messages of the organization's campaigns."""
+
+    permission_area = Area.CAMPAIGNS
+    serializer_class = MessageSerializer
+    queryset = Message.objects.select_related("campaign", "contact", "variant").order_by("-id")
+    filterset_class = MessageFilter
+    lookup_value_regex = r"[0-9]+"
+
+    @extend_schema(request=None, responses={200: MessageSerializer})
+    @action(detail=True, methods=["post"])
+    def resend(self, request, pk=None):
+        """Queue a failed or unknown message again (409 for any other status)."""
+        message = sending.message_resend(message=self.get_object())
+        return Response(MessageSerializer(self.get_queryset().get(pk=message.pk)).data)

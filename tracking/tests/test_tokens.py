@@ -1,0 +1,42 @@
+import pytest
+
+from tracking import tokens
+
+
+def test_message_tokens_round_trip_and_are_compact():
+    token = tokens.message_token("open", 123456789)
+    assert tokens.read_message_token("open", token) == 123456789
+    assert len(token) < 40
+
+
+def test_a_token_for_one_purpose_does_not_work_for_another():
+    token = tokens.message_token("open", 42)
+    with pytest.raises(tokens.BadToken):
+        tokens.read_message_token("unsubscribe", token)
+
+
+@pytest.mark.parametrize(
+    "mangle", [lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"), lambda t: "9" + t, lambda t: t[:5]]
+)
+def test_tampered_tokens_are_refused(mangle):
+    token = tokens.message_token("unsubscribe", 42)
+    with pytest.raises(tokens.BadToken):
+        tokens.read_message_token("unsubscribe", mangle(token))
+
+
+def test_click_tokens_carry_the_signed_url():
+    token = tokens.click_token(7, 3, "https://shop.example.com/sale?a=1&b=ü")
+    click = tokens.read_click_token(token)
+    assert (click.message_id, click.link_index, click.url) == (7, 3, "https://shop.example.com/sale?a=1&b=ü")
+    payload, _, signature = token.rpartition(".")
+    message, index, _encoded = payload.split(".")
+    forged = f"{message}.{index}.aHR0cHM6Ly9ldmlsLmV4YW1wbGU.{signature}"
+    with pytest.raises(tokens.BadToken):
+        tokens.read_click_token(forged)
+
+
+def test_urls_use_the_public_base_url(settings):
+    settings.PUBLIC_BASE_URL = "https://cc.example.com"
+    assert tokens.open_url(5).startswith("https://cc.example.com/t/o/")
+    assert tokens.open_url(5).endswith(".gif")
+    assert tokens.unsubscribe_url(5).startswith("https://cc.example.com/u/")

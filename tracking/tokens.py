@@ -1,0 +1,117 @@
+"""Signed, compact tokens for tracking and unsubscribe links.
+
+A token carries the message id (and for clicks the link's index and original URL)
+plus a truncated HMAC-SHA256 (132 bits) keyed by SECRET_KEY and a purpose salt,
+so a token made for opens cannot be used to unsubscribe. A forged or tampered
+token does not verify and the endpoints answer 404.
+
+    open         /t/o/<token>.gif
+    click        /t/c/<token>          (redirects only to the URL signed into the token)
+    unsubscribe  /u/<token>
+    view         /v/<token>
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+
+SIGNATURE_CHARS = 22
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class BadToken(ValueError):
+    """The token is malformed or its signature does not match."""
+
+
+def _b62(number: int) -> str:
+    if number < 0:
+        raise ValueError("negative")
+    digits = []
+    while True:
+        number, rest = divmod(number, 62)
+        digits.append(_ALPHABET[rest])
+        if not number:
+            return "".join(reversed(digits))
+
+
+def _unb62(text: str) -> int:
+    number = 0
+    for char in text:
+        index = _ALPHABET.find(char)
+        if index < 0:
+            raise BadToken("bad digit")
+        number = number * 62 + index
+    return number
+
+
+def _signature(purpose: str, payload: str) -> str:
+    digest = salted_hmac(f"tracking.{purpose}", payload, algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).decode()[:SIGNATURE_CHARS]
+
+
+def _sign(purpose: str, payload: str) -> str:
+    return f"{payload}.{_signature(purpose, payload)}"
+
+
+def _verify(purpose: str, token: str) -> str:
+    payload, _, signature = token.rpartition(".")
+    if not payload or len(signature) != SIGNATURE_CHARS:
+        raise BadToken("malformed")
+    if not hmac.compare_digest(signature, _signature(purpose, payload)):
+        raise BadToken("signature")
+    return payload
+
+
+def message_token(purpose: str, message_id: int) -> str:
+    return _sign(purpose, _b62(message_id))
+
+
+def read_message_token(purpose: str, token: str) -> int:
+    return _unb62(_verify(purpose, token))
+
+
+@dataclass(frozen=True)
+class Click:
+    message_id: int
+    link_index: int
+    url: str
+
+
+def click_token(message_id: int, link_index: int, url: str) -> str:
+    encoded = base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+    return _sign("click", f"{_b62(message_id)}.{_b62(link_index)}.{encoded}")
+
+
+def read_click_token(token: str) -> Click:
+    payload = _verify("click", token)
+    try:
+        message, index, encoded = payload.split(".", 2)
+        url = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise BadToken("payload") from None
+    return Click(message_id=_unb62(message), link_index=_unb62(index), url=url)
+
+
+def _url(path: str) -> str:
+    return f"{settings.PUBLIC_BASE_URL}{path}"
+
+
+def open_url(message_id: int) -> str:
+    return _url(f"/t/o/{message_token('open', message_id)}.gif")
+
+
+def click_url(message_id: int, link_index: int, url: str) -> str:
+    return _url(f"/t/c/{click_token(message_id, link_index, url)}")
+
+
+def unsubscribe_url(message_id: int) -> str:
+    return _url(f"/u/{message_token('unsubscribe', message_id)}")
+
+
+def view_url(message_id: int) -> str:
+    return _url(f"/v/{message_token('view', message_id)}")
