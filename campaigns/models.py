@@ -54,7 +54,13 @@ class Campaign(TenantModel):
     schedule = models.JSONField(default=dict, blank=True)
     throttle = models.JSONField(default=dict, blank=True)
     sending_domains = models.JSONField(default=list, blank=True)
-    followup = models.JSONField(default=dict, blank=True)
+    followup = models.JSONField(
+        default=dict, blank=True, help_text='{"enabled", "days", "template", "criterion": "not_opened|not_clicked"}'
+    )
+    followup_template_version = models.ForeignKey(
+        "templates_app.TemplateVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    followup_expanded_at = models.DateTimeField(null=True, blank=True)
     ab_test = models.JSONField(default=dict, blank=True)
     variables = models.JSONField(default=dict, blank=True, help_text="Values for the template's variables.")
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)

@@ -99,6 +99,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "ALL_DAYS",
+    "SEARCH_DAYS",
     "PlanSettings",
     "PlanSettingsError",
     "PlanSummary",

@@ -9,7 +9,9 @@ Dispatch (a beat task every few seconds, safe to run on many workers at once):
   3. Due queued messages of running campaigns are claimed with
      SELECT ... FOR UPDATE SKIP LOCKED, given a lease, and handed to send tasks in
      chunks (one task per chunk, on the `send` queue).
-  4. Running campaigns with nothing left pending are completed.
+  4. Follow-ups whose time has come are expanded and planned (step 1: recipients of
+     step 0 who did not open, or click).
+  5. Running campaigns with nothing left pending are completed.
 
 Send (a task per chunk): for each message, render it, then a conditional UPDATE
 moves it claimed -> sending only if this task's lease still holds (a redelivered
@@ -69,7 +71,7 @@ class DispatchResult:
 
 def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> DispatchResult:
     """Claim due messages and queue send tasks for them (after commit)."""
-    from campaigns.services import campaign_complete_if_done
+    from campaigns.services import campaign_complete_if_done, campaign_followup_due, campaign_followup_expand
     from campaigns.tasks import send_batch_task
 
     now = now or timezone.now()
@@ -111,6 +113,11 @@ def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> Di
                 lambda: [send_batch_task.delay(message_ids=ids, lease=lease_text) for ids, lease_text in batches]
             )
         result.claimed = len(rows)
+    for campaign in Campaign.objects.filter(
+        status=CampaignStatus.RUNNING, followup_expanded_at__isnull=True, followup__enabled=True
+    ):
+        if campaign_followup_due(campaign=campaign, now=now):
+            campaign_followup_expand(campaign=campaign)
     pending = Message.objects.filter(campaign=OuterRef("pk"), status__in=PENDING_STATUSES)
     for campaign in Campaign.objects.filter(status=CampaignStatus.RUNNING, planned_at__isnull=False).filter(
         ~Exists(pending)
@@ -171,9 +178,9 @@ class SendResult:
 class _CampaignRenderer:
     """Everything a campaign's messages share: compiled template, organization context, sender."""
 
-    def __init__(self, campaign: Campaign):
+    def __init__(self, campaign: Campaign, step: int = 0):
         self.campaign = campaign
-        version = campaign.template_version
+        version = campaign.followup_template_version if step == 1 else campaign.template_version
         self.version = version
         self.compiled = rendering.prepare(
             selectors.version_source(version), organization_id=campaign.organization_id, tracked=True
@@ -248,7 +255,9 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     result = SendResult()
     messages = list(
         Message.objects.filter(id__in=message_ids, status=M.CLAIMED, lease_until=lease)
-        .select_related("contact", "campaign__organization", "campaign__template_version")
+        .select_related(
+            "contact", "campaign__organization", "campaign__template_version", "campaign__followup_template_version"
+        )
         .order_by("id")
     )
     result.skipped = len(message_ids) - len(messages)
@@ -259,7 +268,7 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
             "pk", flat=True
         )
     )
-    renderers: dict[Any, _CampaignRenderer] = {}
+    renderers: dict[tuple, _CampaignRenderer] = {}
     sent_contacts: list[int] = []
     connection = get_connection()
     try:
@@ -274,9 +283,10 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 result.failed += 1
                 continue
             try:
-                renderer = renderers.get(message.campaign_id)
+                key = (message.campaign_id, message.step)
+                renderer = renderers.get(key)
                 if renderer is None:
-                    renderer = renderers[message.campaign_id] = _CampaignRenderer(message.campaign)
+                    renderer = renderers[key] = _CampaignRenderer(message.campaign, message.step)
                 email, provider_id = renderer.build(message)
             except rendering.TemplateProblem as exc:
                 # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.

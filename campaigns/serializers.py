@@ -155,3 +155,7 @@ class StatsSerializer(serializers.Serializer):
     kpis = KpiSerializer()
     timeline = TimelineRowSerializer(many=True)
     variants = VariantStatsSerializer(many=True)
+
+
+class TestSendSerializer(serializers.Serializer):
+    emails = serializers.ListField(child=serializers.EmailField(), allow_empty=False, max_length=20)

@@ -10,10 +10,11 @@ domain in batches, moving them from planned to queued.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
@@ -85,11 +86,50 @@ def campaign_validate(*, campaign: Campaign, for_launch: bool = False) -> None:
         errors["template"] = [f"This is a {campaign.template.channel} template; the campaign sends {campaign.channel}."]
     if for_launch and not campaign.template_id and not campaign.variants.exists():
         errors["template"] = ["Choose a template (or variants) before launching."]
+    errors.update(_followup_problems(campaign))
     for index, domain in enumerate(campaign.sending_domains or []):
         if not isinstance(domain, str) or "." not in domain or "@" in domain:
             errors[f"sending_domains[{index}]"] = [f"{domain!r} is not a domain name."]
     if errors:
         raise ValidationError(errors)
+
+
+FOLLOWUP_CRITERIA = ("not_opened", "not_clicked")
+
+
+def _followup_problems(campaign: Campaign) -> dict[str, list[str]]:
+    from templates_app.models import MessageTemplate
+
+    followup = campaign.followup or {}
+    if not isinstance(followup, dict):
+        return {"followup": ["Must be an object."]}
+    if not followup.get("enabled"):
+        return {}
+    problems: dict[str, list[str]] = {}
+    days = followup.get("days")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 90:
+        problems["followup.days"] = ["Must be a whole number of days from 1 to 90."]
+    if followup.get("criterion", "not_opened") not in FOLLOWUP_CRITERIA:
+        problems["followup.criterion"] = [f"Must be one of: {', '.join(FOLLOWUP_CRITERIA)}."]
+    template = MessageTemplate.objects.filter(
+        organization_id=campaign.organization_id, pk=_uuid_or_none(followup.get("template"))
+    ).first()
+    if template is None:
+        problems["followup.template"] = ["Unknown template."]
+    elif template.channel != campaign.channel:
+        problems["followup.template"] = [
+            f"This is a {template.channel} template; the campaign sends {campaign.channel}."
+        ]
+    return problems
+
+
+def _uuid_or_none(value):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def campaign_save(*, campaign: Campaign) -> Campaign:
@@ -111,6 +151,29 @@ def campaign_delete(*, campaign: Campaign) -> None:
     campaign.delete()
 
 
+def _test_context(campaign: Campaign) -> dict[str, Any]:
+    return {**(campaign.variables or {}), "campaign": {"id": str(campaign.pk), "name": campaign.name}}
+
+
+def campaign_test_send_queue(*, campaign: Campaign, emails: list[str]) -> None:
+    """Check that the campaign's template renders, then send the test from a worker after commit."""
+    from campaigns.tasks import campaign_test_send_task
+    from templates_app import selectors as template_selectors
+
+    if not campaign.template_id:
+        raise ValidationError({"template": ["Choose a template before sending a test."]})
+    template_selectors.template_preview(template=campaign.template, context=_test_context(campaign))
+    campaign_id = str(campaign.pk)
+    transaction.on_commit(lambda: campaign_test_send_task.delay(campaign_id=campaign_id, emails=list(emails)))
+
+
+def campaign_test_send(*, campaign: Campaign, emails: list[str]) -> None:
+    """Send a test of the campaign's message to `emails`; no Message rows, nothing counted."""
+    from templates_app.services import template_send_test
+
+    template_send_test(template=campaign.template, to=emails, context=_test_context(campaign))
+
+
 # --- the state machine --------------------------------------------------------------------------------
 
 
@@ -130,9 +193,14 @@ def campaign_launch(*, campaign: Campaign, by=None) -> Campaign:
         transition(campaign, to=S.SCHEDULED if start_at > timezone.now() else S.RUNNING)
         campaign.starts_at = start_at
         if campaign.template_id:
-            campaign.template_version = template_snapshot(campaign.template)
+            campaign.template_version = template_snapshot(template=campaign.template)
+        if (campaign.followup or {}).get("enabled"):
+            from templates_app.models import MessageTemplate
+
+            followup_template = MessageTemplate.objects.get(pk=campaign.followup["template"])
+            campaign.followup_template_version = template_snapshot(template=followup_template)
         for variant in campaign.variants.select_related("template"):
-            variant.template_version = template_snapshot(variant.template)
+            variant.template_version = template_snapshot(template=variant.template)
             variant.save(update_fields=["template_version"])
         campaign.launched_at = timezone.now()
         campaign.status_reason = ""
@@ -185,6 +253,8 @@ def campaign_complete_if_done(*, campaign: Campaign) -> bool:
             return False
         if Message.objects.filter(campaign=campaign, status__in=PENDING_STATUSES).exists():
             return False
+        if (campaign.followup or {}).get("enabled") and not campaign.followup_expanded_at:
+            return False  # the follow-up is still to come
         transition(campaign, to=S.COMPLETED)
         campaign.completed_at = timezone.now()
         campaign.save(update_fields=["status", "completed_at", "updated_at"])
@@ -259,6 +329,68 @@ def _expand_chunk(campaign, audience: Audience, address: str, step: int, now) ->
         return dict(cursor.fetchall())
 
 
+def campaign_followup_due(*, campaign: Campaign, now: datetime | None = None) -> bool:
+    """True when the follow-up should go out: the first step is done and `days` have passed since its last send."""
+    followup = campaign.followup or {}
+    if not followup.get("enabled") or campaign.followup_expanded_at or campaign.status != S.RUNNING:
+        return False
+    first_step = Message.objects.filter(campaign=campaign, step=0)
+    if not campaign.planned_at or first_step.filter(status__in=PENDING_STATUSES).exists():
+        return False
+    last_sent = first_step.aggregate(last=Max("sent_at"))["last"] or campaign.starts_at or campaign.launched_at
+    return (now or timezone.now()) >= last_sent + timedelta(days=followup["days"])
+
+
+def campaign_followup_expand(*, campaign: Campaign) -> int:
+    """Write step-1 messages for recipients of step 0 who did not open (or click), then plan them from now."""
+
+    with transaction.atomic():
+        campaign = _locked(campaign)
+        if campaign.followup_expanded_at:
+            return 0
+        reached = [MessageStatus.SENT, MessageStatus.DELIVERED]
+        if campaign.followup.get("criterion") == "not_clicked":
+            reached.append(MessageStatus.OPENED)
+        now = timezone.now()
+        sources = Message.objects.filter(campaign=campaign, step=0, status__in=reached).values_list(
+            "contact_id", "to_address"
+        )
+        created = 0
+        for chunk in _chunked(sources.iterator(chunk_size=5000), 5000):
+            created += len(
+                Message.objects.bulk_create(
+                    [
+                        Message(
+                            organization_id=campaign.organization_id,
+                            campaign=campaign,
+                            step=1,
+                            contact_id=contact_id,
+                            to_address=address,
+                            created_at=now,
+                        )
+                        for contact_id, address in chunk
+                    ],
+                    ignore_conflicts=True,
+                )
+            )
+        campaign.followup_expanded_at = now
+        campaign.save(update_fields=["followup_expanded_at", "updated_at"])
+    settings = dataclasses.replace(plan_settings(campaign, now=now), start_at=now)
+    _plan_with(campaign, settings)
+    return created
+
+
+def _chunked(iterable, size: int):
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _param(value):
     if connection.vendor == "sqlite" and isinstance(value, datetime):
         return connection.ops.adapt_datetimefield_value(value)
@@ -295,9 +427,26 @@ def _message_recipients(campaign: Campaign, settings: planner.PlanSettings) -> I
 
 def campaign_plan(*, campaign: Campaign) -> int:
     """Give every planned message its send time and sending domain, and queue it. Returns how many."""
+
     from campaigns import planner
 
     settings = plan_settings(campaign, now=campaign.launched_at or timezone.now())
+    try:
+        queued = _plan_with(campaign, settings)
+    except planner.PlanSettingsError as exc:
+        # e.g. a recipient's time zone leaves no sending time in the window: stop and say why.
+        Campaign.objects.filter(pk=campaign.pk, status__in=[S.RUNNING, S.SCHEDULED]).update(
+            status=S.PAUSED, status_reason=f"Planning stopped: {exc.field}: {exc.message}"[:300]
+        )
+        return 0
+    Campaign.objects.filter(pk=campaign.pk).update(planned_at=timezone.now())
+    logger.info("campaign planned", extra={"campaign_id": str(campaign.pk), "queued": queued})
+    return queued
+
+
+def _plan_with(campaign: Campaign, settings: planner.PlanSettings) -> int:
+    from campaigns import planner
+
     queued = 0
     batch: list[planner.Slot] = []
     for slot in planner.plan(settings, _message_recipients(campaign, settings)):
@@ -307,8 +456,6 @@ def campaign_plan(*, campaign: Campaign) -> int:
             batch = []
     if batch:
         queued += _write_slots(batch)
-    Campaign.objects.filter(pk=campaign.pk).update(planned_at=timezone.now())
-    logger.info("campaign planned", extra={"campaign_id": str(campaign.pk), "queued": queued})
     return queued
 
 

@@ -30,3 +30,11 @@ def dispatch_due_task(**_kwargs) -> None:
 def send_batch_task(*, message_ids: list[int], lease: str, **_kwargs) -> None:
     """Send one claimed chunk; a late or repeated delivery of the task sends nothing twice."""
     sending.send_batch(message_ids=message_ids, lease=datetime.fromisoformat(lease))
+
+
+@shared_task(name="campaigns.test_send", acks_late=True, time_limit=120, soft_time_limit=100)
+def campaign_test_send_task(*, campaign_id: str, emails: list[str], **_kwargs) -> None:
+    """Send the campaign's message, with a sample contact, to the given addresses (not counted)."""
+    campaign = Campaign.objects.select_related("template__organization").filter(pk=campaign_id).first()
+    if campaign is not None and campaign.template_id:
+        services.campaign_test_send(campaign=campaign, emails=emails)

@@ -3,14 +3,20 @@ from __future__ import annotations
 import django_filters
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.tenancy import Area, TenantScopedViewMixin
 from campaigns import selectors, sending, services
 from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus
-from campaigns.serializers import CampaignSerializer, DryRunSerializer, MessageSerializer, StatsSerializer
+from campaigns.serializers import (
+    CampaignSerializer,
+    DryRunSerializer,
+    MessageSerializer,
+    StatsSerializer,
+    TestSendSerializer,
+)
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
@@ -75,6 +81,15 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._respond(services.campaign_cancel(campaign=self.get_object()))
+
+    @extend_schema(request=TestSendSerializer, responses={202: None})
+    @action(detail=True, methods=["post"], url_path="test-send")
+    def test_send(self, request, pk=None):
+        """Send the campaign's message with a sample contact to up to 20 addresses; not counted."""
+        body = TestSendSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.campaign_test_send_queue(campaign=self.get_object(), emails=body.validated_data["emails"])
+        return Response(status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: StatsSerializer})
     @action(detail=True, methods=["get"])

@@ -22,7 +22,7 @@ def running_campaign(org=None, **template_fields):
     campaign = CampaignFactory(status="running", **({"organization": org} if org else {}))
     if template_fields:
         campaign.template = EmailTemplateFactory(organization=campaign.organization, **template_fields)
-    campaign.template_version = template_snapshot(campaign.template)
+    campaign.template_version = template_snapshot(template=campaign.template)
     campaign.planned_at = timezone.now()
     campaign.save()
     return campaign
