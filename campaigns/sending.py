@@ -178,9 +178,14 @@ class SendResult:
 class _CampaignRenderer:
     """Everything a campaign's messages share: compiled template, organization context, sender."""
 
-    def __init__(self, campaign: Campaign, step: int = 0):
+    def __init__(self, campaign: Campaign, step: int = 0, variant=None):
         self.campaign = campaign
-        version = campaign.followup_template_version if step == 1 else campaign.template_version
+        if step == 1:
+            version = campaign.followup_template_version
+        elif variant is not None:
+            version = variant.template_version
+        else:
+            version = campaign.template_version
         self.version = version
         self.compiled = rendering.prepare(
             selectors.version_source(version), organization_id=campaign.organization_id, tracked=True
@@ -256,7 +261,11 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     messages = list(
         Message.objects.filter(id__in=message_ids, status=M.CLAIMED, lease_until=lease)
         .select_related(
-            "contact", "campaign__organization", "campaign__template_version", "campaign__followup_template_version"
+            "contact",
+            "campaign__organization",
+            "campaign__template_version",
+            "campaign__followup_template_version",
+            "variant__template_version",
         )
         .order_by("id")
     )
@@ -283,10 +292,10 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 result.failed += 1
                 continue
             try:
-                key = (message.campaign_id, message.step)
+                key = (message.campaign_id, message.step, message.variant_id)
                 renderer = renderers.get(key)
                 if renderer is None:
-                    renderer = renderers[key] = _CampaignRenderer(message.campaign, message.step)
+                    renderer = renderers[key] = _CampaignRenderer(message.campaign, message.step, message.variant)
                 email, provider_id = renderer.build(message)
             except rendering.TemplateProblem as exc:
                 # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.

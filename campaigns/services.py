@@ -301,14 +301,15 @@ def _expand_chunk(campaign, audience: Audience, address: str, step: int, now) ->
     """Insert one chunk's messages and count its exclusions; one pass over the chunk on PostgreSQL."""
     chunk = audience.candidates.annotate(exclusion=audience.reason)
     select_sql, select_params = chunk.values("id", address, "exclusion").query.sql_with_params()
+    variant_sql, variant_params = _variant_split(campaign) if step == 0 else ("NULL", [])
     insert = f"""
         INSERT INTO campaigns_message (organization_id, campaign_id, step, contact_id, to_address,
-            status, sending_domain, attempts, last_error, created_at)
-        SELECT %s, %s, %s, chosen.id, chosen.{address}, %s, '', 0, '', %s
+            status, sending_domain, attempts, last_error, created_at, variant_id)
+        SELECT %s, %s, %s, chosen.id, chosen.{address}, %s, '', 0, '', %s, {variant_sql}
         FROM {{source}} AS chosen WHERE chosen.exclusion IS NULL
         ON CONFLICT (campaign_id, step, contact_id) DO NOTHING
     """
-    insert_params = [*_ids(campaign), step, MessageStatus.PLANNED, _param(now)]
+    insert_params = [*_ids(campaign), step, MessageStatus.PLANNED, _param(now), *variant_params]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # The planner's estimates for these EXISTS-heavy queries are poor and JIT compiling
@@ -327,6 +328,22 @@ def _expand_chunk(campaign, audience: Audience, address: str, step: int, now) ->
             select_params,
         )
         return dict(cursor.fetchall())
+
+
+def _variant_split(campaign: Campaign) -> tuple[str, list]:
+    """SQL that picks each recipient's variant by weight: stable per contact (its id modulo the weights)."""
+    variants = list(campaign.variants.order_by("name").values_list("pk", "weight"))
+    if not variants:
+        return "NULL", []
+    total = sum(max(weight, 1) for _, weight in variants)
+    whens, params, bound = [], [], 0
+    for variant_id, weight in variants[:-1]:
+        bound += max(weight, 1)
+        whens.append("WHEN chosen.id %% %s < %s THEN %s")
+        params += [total, bound, variant_id.hex if connection.vendor == "sqlite" else variant_id]
+    last = variants[-1][0]
+    params.append(last.hex if connection.vendor == "sqlite" else last)
+    return f"CASE {' '.join(whens)} ELSE %s END", params
 
 
 def campaign_followup_due(*, campaign: Campaign, now: datetime | None = None) -> bool:

@@ -1,10 +1,12 @@
 """Dispatch and send: claims, leases, rendering with tracking, retries, pause, completion."""
 
+from collections import Counter
 from datetime import timedelta
 from email.utils import parseaddr
 
 import pytest
 from django.core import mail
+from django.db.models import Count
 from django.utils import timezone
 
 from campaigns import sending
@@ -204,3 +206,29 @@ def test_resend_only_failed_or_unknown(member_client):
     other = running_campaign()
     [foreign] = queue(other, [ContactFactory(organization=other.organization)], status=M.FAILED)
     assert client.post(f"/api/v1/messages/{foreign.pk}/resend").status_code == 404
+
+
+def test_variants_split_the_audience_by_weight_and_send_their_own_template(django_capture_on_commit_callbacks):
+    from campaigns import services
+    from campaigns.models import CampaignVariant
+    from contacts.tests.factories import TagFactory
+
+    campaign = CampaignFactory(template=None, audience={"tags": ["vip"]})
+    org = campaign.organization
+    org.default_from_email = "news@mail.example.com"
+    org.save()
+    vip = TagFactory(organization=org, name="vip")
+    for _ in range(40):
+        ContactFactory(organization=org, tags=[vip])
+    a = EmailTemplateFactory(organization=org, subject="Subject A")
+    b = EmailTemplateFactory(organization=org, subject="Subject B")
+    CampaignVariant.objects.create(campaign=campaign, name="A", template=a, weight=3)
+    CampaignVariant.objects.create(campaign=campaign, name="B", template=b, weight=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.campaign_launch(campaign=campaign)
+    by_variant = dict(Message.objects.filter(campaign=campaign).values_list("variant__name").annotate(n=Count("id")))
+    assert by_variant == {"A": 30, "B": 10}
+    with django_capture_on_commit_callbacks(execute=True):
+        sending.dispatch_due()
+    subjects = Counter(email.subject for email in mail.outbox)
+    assert subjects == {"Subject A": 30, "Subject B": 10}
