@@ -1,9 +1,11 @@
 """Admin for templates, layouts, footers and versions, scoped like the API (accounts.tenancy).
 
-Forms validate through the services (the same rules as the API) and saves go
-through them too, so versions are recorded whatever the entry point. The
-template change page shows a preview rendered for a sample contact (the HTML in
-a sandboxed iframe) and links to a "send test" page.
+Saves go through the services, which validate once, inside their transaction
+(the same rules as the API), so versions are recorded whatever the entry point.
+What a service refuses is shown on the form, with the data as it was submitted.
+The template change page shows a preview rendered for a sample contact (the
+HTML in a sandboxed iframe) and links to a "send test" page, which queues the
+test for a worker.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,16 +28,64 @@ from templates_app.context import preview_context
 from templates_app.models import Channel, EmailFooter, Layout, MessageTemplate, TemplateVersion
 
 
-def _apply_errors(form: forms.BaseForm, exc: ValidationError) -> None:
-    for field, field_messages in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, field_messages)
+def _error_dict(exc: ValidationError | DomainError) -> dict[str, list[str]]:
+    if isinstance(exc, ValidationError):
+        return exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+    return {NON_FIELD_ERRORS: [str(exc)]}
 
 
-def _organization(form: forms.ModelForm):
-    organization = form.cleaned_data.get("organization")
-    if organization is None and form.instance.organization_id:
-        organization = form.instance.organization
-    return organization
+class _Refused(Exception):
+    """A service refused a save made through the admin; its errors, by field."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class ServiceErrorsForm(forms.ModelForm):
+    """Shows the errors a service gave for the data submitted (set per request by `SavedByServiceAdmin`)."""
+
+    service_errors: dict[str, list[str]] = {}
+
+    def clean(self):
+        cleaned = super().clean()
+        for field, field_messages in self.service_errors.items():
+            self.add_error(field if field in self.fields else None, field_messages)
+        return cleaned
+
+
+class SavedByServiceAdmin(TenantModelAdmin):
+    """Saves through a service, which validates once; what it refuses is shown on the form.
+
+    Subclasses define ``save_by_service(request, obj, form, change)``, which calls the
+    service and returns the saved row. It runs in `save_model`, inside the admin's
+    transaction. When the service refuses (ValidationError, or a DomainError such as
+    a conflict found under its lock), the transaction is rolled back and the page is
+    built again from the submitted data, the service's errors on their fields.
+    """
+
+    refused_attribute = "_templates_admin_refused"
+
+    def save_model(self, request, obj, form, change):
+        try:
+            saved = self.save_by_service(request, obj, form, change)
+        except (ValidationError, DomainError) as exc:
+            raise _Refused(_error_dict(exc)) from None
+        obj.pk = saved.pk  # the admin logs and redirects to the saved row
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _Refused as refused:
+            setattr(request, self.refused_attribute, refused.errors)
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        errors = getattr(request, self.refused_attribute, None)
+        if errors is None:
+            return form
+        return type(form.__name__, (form,), {"service_errors": errors})
 
 
 def _preview_html(rendered: rendering.RenderedMessage) -> str:
@@ -69,7 +119,7 @@ def _preview_html(rendered: rendering.RenderedMessage) -> str:
 # --- Templates ----------------------------------------------------------------------------------
 
 
-class MessageTemplateForm(forms.ModelForm):
+class MessageTemplateForm(ServiceErrorsForm):
     class Meta:
         model = MessageTemplate
         fields = ["organization", *services.TEMPLATE_FIELDS]
@@ -80,18 +130,6 @@ class MessageTemplateForm(forms.ModelForm):
             "text_body": forms.Textarea(attrs={"rows": 10, "style": "font-family:monospace;width:90%"}),
             "sms_body": forms.Textarea(attrs={"rows": 5, "style": "font-family:monospace;width:90%"}),
         }
-
-    def clean(self):
-        cleaned = super().clean()
-        organization = _organization(self)
-        if organization is None or self.errors:
-            return cleaned
-        values = {field: cleaned.get(field) for field in services.TEMPLATE_FIELDS}
-        try:
-            services.template_clean(organization=organization, values=values)
-        except ValidationError as exc:
-            _apply_errors(self, exc)
-        return cleaned
 
 
 class SendTestForm(forms.Form):
@@ -106,7 +144,7 @@ class SendTestForm(forms.Form):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(TenantModelAdmin):
+class MessageTemplateAdmin(SavedByServiceAdmin):
     permission_area = Area.TEMPLATES
     form = MessageTemplateForm
     list_display = ["name", "channel", "purpose", "organization", "version", "updated_at"]
@@ -171,13 +209,11 @@ class MessageTemplateAdmin(TenantModelAdmin):
             ),
         )
 
-    def save_model(self, request, obj, form, change):
+    def save_by_service(self, request, obj, form, change):
         values = {field: form.cleaned_data[field] for field in services.TEMPLATE_FIELDS if field in form.cleaned_data}
         if change:
-            saved = services.template_update(template=obj, by=request.user, **values)
-        else:
-            saved = services.template_create(organization=form.cleaned_data["organization"], by=request.user, **values)
-        obj.pk = saved.pk  # the admin logs and redirects to the saved row
+            return services.template_update(template=obj, by=request.user, **values)
+        return services.template_create(organization=form.cleaned_data["organization"], by=request.user, **values)
 
     # Send test -------------------------------------------------------------------------------------
 
@@ -200,15 +236,13 @@ class MessageTemplateAdmin(TenantModelAdmin):
         form = SendTestForm(request.POST or None, initial={"to": request.user.email})
         if request.method == "POST" and form.is_valid():
             try:
-                services.template_send_test(template=template, to=form.cleaned_data["to"])
+                recipients = services.template_send_test_queue(template=template, to=form.cleaned_data["to"])
             except ValidationError as exc:
                 form.add_error("to" if "to" in exc.message_dict else None, exc.messages)
             except DomainError as exc:
                 form.add_error(None, str(exc))
             else:
-                self.message_user(
-                    request, f"Test of {template} sent to {', '.join(form.cleaned_data['to'])}.", messages.SUCCESS
-                )
+                self.message_user(request, f"Test of {template} queued for {', '.join(recipients)}.", messages.SUCCESS)
                 return redirect(reverse("admin:templates_app_messagetemplate_change", args=[template.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -230,33 +264,15 @@ class MessageTemplateAdmin(TenantModelAdmin):
 # --- Layouts ----------------------------------------------------------------------------------------
 
 
-class LayoutForm(forms.ModelForm):
+class LayoutForm(ServiceErrorsForm):
     class Meta:
         model = Layout
         fields = ["organization", "name", "html"]
         widgets = {"html": forms.Textarea(attrs={"rows": 30, "style": "font-family:monospace;width:90%"})}
 
-    def clean(self):
-        cleaned = super().clean()
-        organization = _organization(self)
-        if organization is None or self.errors:
-            return cleaned
-        current = self.instance if self.instance.pk and not self.instance._state.adding else None
-        try:
-            services.layout_clean(
-                organization=organization, name=cleaned["name"].strip(), html=cleaned["html"], current=current
-            )
-            if current is not None and current.name != cleaned["name"].strip():
-                users = services.layout_users(Layout.objects.get(pk=current.pk))
-                if users:
-                    raise ValidationError({"name": [f"Named by {', '.join(users)}; it cannot be renamed."]})
-        except ValidationError as exc:
-            _apply_errors(self, exc)
-        return cleaned
-
 
 @admin.register(Layout)
-class LayoutAdmin(TenantModelAdmin):
+class LayoutAdmin(SavedByServiceAdmin):
     permission_area = Area.TEMPLATES
     form = LayoutForm
     list_display = ["name", "organization", "updated_at"]
@@ -266,45 +282,35 @@ class LayoutAdmin(TenantModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["organization"] if obj is not None else []
 
-    def save_model(self, request, obj, form, change):
+    def save_by_service(self, request, obj, form, change):
+        # The service refuses renaming a layout that templates name (a ConflictError shown on the form).
         if change:
-            saved = services.layout_update(layout=obj, name=form.cleaned_data["name"], html=form.cleaned_data["html"])
-        else:
-            saved = services.layout_create(
-                organization=form.cleaned_data["organization"],
-                name=form.cleaned_data["name"],
-                html=form.cleaned_data["html"],
-            )
-        obj.pk = saved.pk
+            return services.layout_update(layout=obj, name=form.cleaned_data["name"], html=form.cleaned_data["html"])
+        return services.layout_create(
+            organization=form.cleaned_data["organization"],
+            name=form.cleaned_data["name"],
+            html=form.cleaned_data["html"],
+        )
 
     def get_deleted_objects(self, objs, request):
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
         # Templates naming a layout in their Jinja would break: refuse like a protected foreign key.
         for layout in objs:
-            protected.extend(f"{user} (uses {layout.name!r})" for user in services.layout_users(layout))
+            protected.extend(f"{user} (uses {layout.name!r})" for user in selectors.layout_users(layout=layout))
         return deleted, counts, perms_needed, protected
 
 
 # --- Footer ---------------------------------------------------------------------------------------------
 
 
-class EmailFooterForm(forms.ModelForm):
+class EmailFooterForm(ServiceErrorsForm):
     class Meta:
         model = EmailFooter
         fields = ["organization", "html", "text"]
 
-    def clean(self):
-        cleaned = super().clean()
-        if not self.errors:
-            try:
-                services.email_footer_clean(html=cleaned["html"], text=cleaned["text"])
-            except ValidationError as exc:
-                _apply_errors(self, exc)
-        return cleaned
-
 
 @admin.register(EmailFooter)
-class EmailFooterAdmin(TenantModelAdmin):
+class EmailFooterAdmin(SavedByServiceAdmin):
     permission_area = Area.TEMPLATES
     form = EmailFooterForm
     list_display = ["organization", "updated_at"]
@@ -312,12 +318,11 @@ class EmailFooterAdmin(TenantModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["organization"] if obj is not None else []
 
-    def save_model(self, request, obj, form, change):
+    def save_by_service(self, request, obj, form, change):
         organization = obj.organization if change else form.cleaned_data["organization"]
-        saved = services.email_footer_set(
+        return services.email_footer_set(
             organization=organization, html=form.cleaned_data["html"], text=form.cleaned_data["text"]
         )
-        obj.pk = saved.pk
 
 
 # --- Versions (read only) -------------------------------------------------------------------------------

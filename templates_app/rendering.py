@@ -18,10 +18,20 @@
   organization's own layouts, so another organization's layout is "not found".
 * Compiled templates are cached per process, keyed by a hash of the organization,
   every source (layouts included) and the tracking mode, so the send path
-  compiles once per campaign rather than once per message.
+  compiles once per campaign rather than once per message. The cache holds at
+  most ``CACHE_SIZE`` templates and ``CACHE_SOURCE_CHARS`` characters of source.
 * With ``tracked=True`` the HTML is prepared for click tracking and the open
   pixel once, at compile time (``tracking_html``), and the text alternative,
   when ``text_body`` is empty, is generated from the HTML as a template of its own.
+  What cannot be prepared that way is processed after rendering, per message:
+  the same result, but about 30 times slower (``bench/templates_render.py``
+  measures both), which is why both ways exist.
+* Checking (`check_source`, on every save) parses each text once (`analyze`)
+  and compiles once. Compiling is refused, with a problem on the field rather
+  than an exception, for a template that is too large (``MAX_TOTAL_SOURCE``
+  characters with its layouts), too complex (``MAX_ELEMENTS`` syntax nodes: compile
+  time grows with them) or nested too deeply for Jinja's or Python's compiler.
+  With ``context_names``, a variable the context will not have is a problem too.
 """
 
 from __future__ import annotations
@@ -32,12 +42,12 @@ import html
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from celery.exceptions import SoftTimeLimitExceeded
-from jinja2 import DictLoader, Template, nodes, pass_context, pass_eval_context
+from jinja2 import DictLoader, Template, meta, nodes, pass_context, pass_eval_context
 from jinja2.exceptions import TemplateNotFound, TemplateSyntaxError, UndefinedError
 from markupsafe import Markup
 
@@ -53,14 +63,25 @@ from templates_app.sandbox import (
     TemplateSandbox,
     budget,
     check_template,
-    references_name,
     syntax_problem,
 )
 from templates_app.sms import SmsInfo, sms_info
 from templates_app.tracking_html import LinkTracking
 
 CONTENT_BLOCK = "content"
+
+MAX_TOTAL_SOURCE = 1_000_000
+"""Characters in a template's parts and the layouts it uses, all together."""
+MAX_ELEMENTS = 5_000
+"""Jinja syntax nodes in a template's parts and layouts together; compiling costs 0.1-0.3 ms per node."""
+MAX_NESTING = 100
+"""Depth of a template's syntax tree (Jinja's compiler and Python's recurse on it)."""
+TOO_DEEP = "the template is nested too deeply"
+
 CACHE_SIZE = 256
+"""Compiled templates kept per process..."""
+CACHE_SOURCE_CHARS = 16_000_000
+"""...as long as their sources (layouts included) add up to at most this many characters."""
 
 Channel = str  # "email", "sms" or "whatsapp"
 WhatsAppParameters = list[str] | dict[str, str | list[str]]
@@ -132,6 +153,13 @@ class TemplateSource:
             separators=(",", ":"),
         )
         return hashlib.sha256(payload.encode()).hexdigest()
+
+    def chars(self) -> int:
+        """Characters of source, layouts included: what compiling and keeping it compiled costs."""
+        texts = [getattr(self, name) for name in _TEXT_FIELDS]
+        texts += list(self.layouts.values())
+        texts += [text for _, text in _whatsapp_strings(self.whatsapp_parameters)]
+        return sum(map(len, texts))
 
 
 @dataclass(frozen=True)
@@ -244,50 +272,129 @@ def _sandbox(*, autoescape: bool, layouts: Mapping[str, str]) -> TemplateSandbox
 # --- Checking sources -----------------------------------------------------------------------------
 
 _PLAIN = TemplateSandbox(autoescape=True)
+# Names a template may read besides the context's: the sandbox's globals and Jinja's own.
+_BUILTIN_NAMES = frozenset({*_PLAIN.globals, "loop", "self", "super", "caller", "varargs", "kwargs"})
 
 
-def parse_problems(text: str) -> tuple[list[Problem], dict[str, int]]:
-    """Syntax and static problems of one template text, and the layouts it names (with a line)."""
+@dataclass(frozen=True)
+class TextAnalysis:
+    """What the static checks need to know about one template text; see `analyze`."""
+
+    problems: tuple[Problem, ...] = ()
+    layouts: Mapping[str, int] = field(default_factory=dict)
+    """Layouts the text names, with the line of their first use."""
+    extends: bool = False
+    blocks: frozenset[str] = frozenset()
+    reads: frozenset[str] = frozenset()
+    """Variables read anywhere."""
+    sets: frozenset[str] = frozenset()
+    """Variables set anywhere (assignments, loop targets, macros, imports)."""
+    undeclared: Mapping[str, int] = field(default_factory=dict)
+    """Variables read from the context (Jinja's own analysis), with the line of their first use."""
+    elements: int = 0
+    """Syntax nodes: what compiling costs."""
+    refused: bool = False
+    """Too large or too deep to be analysed or compiled at all."""
+
+
+def _shape(ast: nodes.Node) -> tuple[int, int]:
+    """Number of nodes and depth of a syntax tree, without recursion."""
+    count, deepest = 0, 0
+    stack = [(ast, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        deepest = max(deepest, depth)
+        if depth <= MAX_NESTING:
+            stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return count, deepest
+
+
+def _analyze(text: str) -> TextAnalysis:
     if len(text) > MAX_SOURCE_SIZE:
-        return [Problem(1, f"the template is larger than {MAX_SOURCE_SIZE // 1024} KB")], {}
+        too_large = Problem(None, f"the template is larger than {MAX_SOURCE_SIZE // 1024} KB")
+        return TextAnalysis(problems=(too_large,), refused=True)
     try:
         ast = _PLAIN.parse_plain(text)
     except TemplateSyntaxError as exc:
-        return [syntax_problem(exc)], {}
-    problems, names = check_template(ast)
-    lines: dict[str, int] = {}
+        return TextAnalysis(problems=(syntax_problem(exc),))
+    except RecursionError:
+        return TextAnalysis(problems=(Problem(None, TOO_DEEP),), refused=True)
+    elements, depth = _shape(ast)
+    if depth > MAX_NESTING:
+        return TextAnalysis(problems=(Problem(None, TOO_DEEP),), elements=elements, refused=True)
+    if elements > MAX_ELEMENTS:
+        return TextAnalysis(problems=(_too_complex(elements),), elements=elements, refused=True)
+    try:
+        problems, names = check_template(ast)
+        # Jinja's analysis runs its code generator, which also finds unknown filters and tests.
+        undeclared = set() if problems else meta.find_undeclared_variables(ast)
+    except TemplateSyntaxError as exc:
+        problems, names, undeclared = [syntax_problem(exc)], set(), set()
+    except RecursionError:
+        return TextAnalysis(problems=(Problem(None, TOO_DEEP),), elements=elements, refused=True)
+    layouts: dict[str, int] = {}
     for node in ast.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
         targets = node.template.items if isinstance(node.template, nodes.List | nodes.Tuple) else [node.template]
         for target in targets:
             if isinstance(target, nodes.Const) and isinstance(target.value, str):
                 name = target.value.removeprefix(LAYOUT_PREFIX)
                 if name in names:
-                    lines.setdefault(name, node.lineno)
-    return problems, lines
+                    layouts.setdefault(name, node.lineno)
+    reads: dict[str, int] = {}
+    sets: set[str] = set()
+    for node in ast.find_all(nodes.Name):
+        if node.ctx == "load":
+            reads.setdefault(node.name, node.lineno)
+        else:
+            sets.add(node.name)
+    sets.update(node.name for node in ast.find_all(nodes.Macro))
+    sets.update(node.target for node in ast.find_all(nodes.Import))
+    for node in ast.find_all(nodes.FromImport):
+        sets.update(name if isinstance(name, str) else name[1] for name in node.names)
+    return TextAnalysis(
+        problems=tuple(problems),
+        layouts=layouts,
+        extends=ast.find(nodes.Extends) is not None,
+        blocks=frozenset(block.name for block in ast.find_all(nodes.Block)),
+        reads=frozenset(reads),
+        sets=frozenset(sets),
+        undeclared={name: reads.get(name, 1) for name in sorted(undeclared, key=lambda name: reads.get(name, 1))},
+        elements=elements,
+    )
+
+
+def _too_complex(elements: int) -> Problem:
+    message = f"the template is too complex to compile: {elements:,} Jinja elements, at most {MAX_ELEMENTS:,}"
+    return Problem(None, message + " with its layouts")
+
+
+def analyze(text: str) -> TextAnalysis:
+    """Parse one template text (cached: a save looks at the same texts several times)."""
+    analysis = _analyses.get(text)
+    if analysis is None:
+        analysis = _analyze(text)
+        _analyses.put(text, analysis, weight=len(text))
+    return analysis
+
+
+def parse_problems(text: str) -> tuple[list[Problem], dict[str, int]]:
+    """Syntax and static problems of one template text, and the layouts it names (with a line)."""
+    analysis = analyze(text)
+    return list(analysis.problems), dict(analysis.layouts)
 
 
 def extends_a_layout(text: str) -> bool:
-    try:
-        ast = _PLAIN.parse_plain(text)
-    except TemplateSyntaxError:
-        return False
-    return ast.find(nodes.Extends) is not None
+    return analyze(text).extends
 
 
 def uses_name(text: str, name: str) -> bool:
     """Whether a template text reads the variable `name` (false when it does not parse)."""
-    try:
-        return references_name(_PLAIN.parse_plain(text), name)
-    except TemplateSyntaxError:
-        return False
+    return name in analyze(text).reads
 
 
 def defines_block(text: str, name: str) -> bool:
-    try:
-        ast = _PLAIN.parse_plain(text)
-    except TemplateSyntaxError:
-        return False
-    return any(block.name == name for block in ast.find_all(nodes.Block))
+    return name in analyze(text).blocks
 
 
 def _whatsapp_strings(parameters: WhatsAppParameters | None) -> list[tuple[str, str]]:
@@ -305,47 +412,168 @@ def _whatsapp_strings(parameters: WhatsAppParameters | None) -> list[tuple[str, 
     return found
 
 
-def check_source(source: TemplateSource) -> dict[str, list[str]]:
-    """Every problem of a template source, per field; empty when it compiles and renders safely."""
+_TEXT_FIELDS = ("subject", "preheader", "html_body", "text_body", "sms_body")
+
+
+def _size_problem(source: TemplateSource) -> dict[str, list[str]]:
+    """The source is too large to parse, all parts and layouts together (named on the largest part)."""
+    sizes: dict[str, int] = {name: len(getattr(source, name)) for name in _TEXT_FIELDS}
+    sizes["html_body"] += sum(len(text) for text in source.layouts.values())
+    sizes["whatsapp_parameters"] = sum(len(text) for _, text in _whatsapp_strings(source.whatsapp_parameters))
+    if sum(sizes.values()) <= MAX_TOTAL_SOURCE:
+        return {}
+    together = "its layouts and its other parts" if source.layouts else "its other parts"
+    message = f"the template, {together} are larger than {MAX_TOTAL_SOURCE:,} characters together"
+    return {max(sizes, key=sizes.__getitem__): [message]}
+
+
+def _elements_problem(source: TemplateSource) -> dict[str, list[str]]:
+    """The source is too complex to compile, all parts and layouts together (named on the busiest part)."""
+    elements = {name: analyze(getattr(source, name)).elements for name in _TEXT_FIELDS if getattr(source, name)}
+    elements["html_body"] = elements.get("html_body", 0) + sum(
+        analyze(text).elements for text in source.layouts.values()
+    )
+    elements["whatsapp_parameters"] = sum(
+        analyze(text).elements for _, text in _whatsapp_strings(source.whatsapp_parameters)
+    )
+    total = sum(elements.values())
+    if total <= MAX_ELEMENTS:
+        return {}
+    return {max(elements, key=elements.__getitem__): [str(_too_complex(total))]}
+
+
+def unknown_variables(text: str, *, context_names: Collection[str]) -> dict[str, int]:
+    """Variables `text` reads that the context will not have (not in `context_names`, not set by the text).
+
+    With the line of their first use. Jinja's globals (``range``, ``loop``...) are known.
+    """
+    analysis = analyze(text)
+    known = _BUILTIN_NAMES.union(context_names, analysis.sets)
+    return {name: lineno for name, lineno in analysis.undeclared.items() if name not in known}
+
+
+def _unknown_variables(analyses: list[tuple[str, TextAnalysis]], known: frozenset[str]) -> list[str]:
+    """One message per variable read from the context that it will not have."""
+    messages = []
+    for where, analysis in analyses:
+        for name, lineno in analysis.undeclared.items():
+            if name not in known and name not in analysis.sets:
+                messages.append(f"{where}line {lineno}: unknown variable {name!r} (declare it in variables)")
+    return messages
+
+
+def static_problems(source: TemplateSource, *, context_names: Collection[str] | None = None) -> dict[str, list[str]]:
+    """Problems found without compiling, per field: syntax, forbidden constructs, layouts, limits, variables.
+
+    `context_names` are the names the context will have (the reserved ones and the
+    declared variables); a variable read from the context that is not among them is
+    a problem. None skips that check (layouts on their own do not know their templates).
+    """
+    return _static_problems(source, context_names)[0]
+
+
+def _static_problems(
+    source: TemplateSource, context_names: Collection[str] | None
+) -> tuple[dict[str, list[str]], bool]:
+    """The problems, and whether the source may be compiled (not when it is too large, deep or complex)."""
+    refusals = _compile_limits(source)
+    if refusals:
+        return refusals, False
     errors: dict[str, list[str]] = {}
 
-    def add(field_name: str, problems: list[Problem], prefix: str = "") -> None:
+    def add(field_name: str, problems: Collection[Problem | str], prefix: str = "") -> None:
         for problem in problems:
             errors.setdefault(field_name, []).append(f"{prefix}{problem}")
 
-    for field_name in ("subject", "preheader", "html_body", "text_body", "sms_body"):
+    known = frozenset(context_names or ()) | _BUILTIN_NAMES
+    for field_name in _TEXT_FIELDS:
         text = getattr(source, field_name)
         if not text:
             continue
-        problems, layout_lines = parse_problems(text)
-        add(field_name, problems)
-        for name, lineno in layout_lines.items():
+        analysis = analyze(text)
+        add(field_name, analysis.problems)
+        for name, lineno in analysis.layouts.items():
             if field_name != "html_body":
                 add(field_name, [Problem(lineno, "layouts can only be used in the HTML body")])
             elif name not in source.layouts:
                 add(field_name, [Problem(lineno, f"layout {name!r} not found")])
+        if field_name != "html_body" and context_names is not None and not analysis.problems:
+            add(field_name, _unknown_variables([("", analysis)], known))
     for path, text in _whatsapp_strings(source.whatsapp_parameters):
-        problems, layout_lines = parse_problems(text)
-        add("whatsapp_parameters", problems, prefix=f"{path}: ")
-        if layout_lines:
+        analysis = analyze(text)
+        add("whatsapp_parameters", analysis.problems, prefix=f"{path}: ")
+        if analysis.layouts:
             add("whatsapp_parameters", [Problem(1, "layouts cannot be used here")], prefix=f"{path}: ")
+        elif context_names is not None and not analysis.problems:
+            add("whatsapp_parameters", _unknown_variables([("", analysis)], known), prefix=f"{path}: ")
     if source.layout and source.layout not in source.layouts:
         errors.setdefault("layout", []).append(f"layout {source.layout!r} not found")
+    if context_names is not None and source.html_body and "html_body" not in errors:
+        # The body and its layouts share one context: what one sets, the others may read.
+        html_texts = [("", analyze(source.html_body))]
+        html_texts += [(f"{LAYOUT_PREFIX}{name}, ", analyze(text)) for name, text in source.layouts.items()]
+        shared = known.union(*(analysis.sets for _, analysis in html_texts))
+        add("html_body", _unknown_variables(html_texts, shared))
+    return errors, True
+
+
+def check_source(
+    source: TemplateSource, *, context_names: Collection[str] | None = None, organization_id: object | None = None
+) -> dict[str, list[str]]:
+    """Every problem of a template source, per field; empty when it compiles and renders safely.
+
+    See `static_problems` for `context_names`. Compiles the source when nothing
+    makes that pointless or too costly; with `organization_id`, through the cache
+    `prepare` uses, so a preview right after a save does not compile it again.
+    """
+    errors, compilable = _static_problems(source, context_names)
+    if not compilable:
+        return errors
     try:
-        CompiledTemplate(source, tracked=False)
+        if organization_id is None:
+            CompiledTemplate(source, tracked=False)
+        else:
+            prepare(source, organization_id=organization_id)
     except CompileError as exc:
         for field_name, messages in exc.errors.items():
             errors.setdefault(field_name, messages)  # a field's static problems say it better
     return errors
 
 
+def _compile_limits(source: TemplateSource) -> dict[str, list[str]]:
+    """Why a source must not be compiled at all (too large, too deep, too complex); empty when it may."""
+    errors = _size_problem(source)
+    if errors:
+        return errors
+    texts = [(name, "", getattr(source, name)) for name in _TEXT_FIELDS]
+    texts += [("html_body", f"{LAYOUT_PREFIX}{name}, ", text) for name, text in source.layouts.items()]
+    parameters = _whatsapp_strings(source.whatsapp_parameters)
+    texts += [("whatsapp_parameters", f"{path}: ", text) for path, text in parameters]
+    for field_name, prefix, text in texts:
+        analysis = analyze(text) if text else None
+        if analysis is not None and analysis.refused:
+            errors.setdefault(field_name, []).extend(f"{prefix}{problem}" for problem in analysis.problems)
+    return errors or _elements_problem(source)
+
+
 # --- Compiling ------------------------------------------------------------------------------------
 
 
-class CompiledTemplate:
-    """A template source compiled for one tracking mode; render it once per message."""
+# Python's compiler refuses generated code nested too deeply with a SyntaxError
+# ("too many statically nested blocks", "too many nested parentheses").
+_TOO_DEEP_TO_COMPILE = (RecursionError, SyntaxError)
 
-    def __init__(self, source: TemplateSource, *, tracked: bool) -> None:
+
+class CompiledTemplate:
+    """A template source compiled for one tracking mode; render it once per message.
+
+    The HTML is prepared for tracking ahead of time (its source rewritten, see
+    `tracking_html`) when it can be; otherwise, or with ``prepare_html=False``, the
+    rendered HTML of every message is processed instead: the same result, slower.
+    Raises CompileError.
+    """
+
+    def __init__(self, source: TemplateSource, *, tracked: bool, prepare_html: bool = True) -> None:
         self.source = source
         self.tracked = tracked
         self.channel = source.channel
@@ -355,7 +583,9 @@ class CompiledTemplate:
         """True when the HTML was prepared at compile time; False: processed after rendering."""
         self.text_generated = False
         self.text_from_rendered_html = False
-        errors: dict[str, list[str]] = {}
+        errors = _compile_limits(source)
+        if errors:
+            raise CompileError(errors)
 
         text_env = _sandbox(autoescape=False, layouts={})
         for field_name in ("subject", "preheader", "text_body", "sms_body"):
@@ -367,9 +597,9 @@ class CompiledTemplate:
             if template is not None:
                 self._whatsapp.append((path, template))
         if source.channel == "email" and source.html_body:
-            self._compile_html(errors)
+            self._compile_html(errors, prepare=prepare_html)
             if not source.text_body and not errors:
-                self._compile_text()
+                self._compile_text(prepare=prepare_html)
         if errors:
             raise CompileError(errors)
 
@@ -389,24 +619,28 @@ class CompiledTemplate:
         except TemplateSyntaxError as exc:
             errors.setdefault(field_name, []).append(f"{prefix}{_where(exc.name)}{syntax_problem(exc)}")
             return None
+        except _TOO_DEEP_TO_COMPILE:
+            errors.setdefault(field_name, []).append(f"{prefix}{TOO_DEEP}")
+            return None
         if not prefix:
             self._parts[field_name] = template
         return template
 
-    def _compile_html(self, errors: dict[str, list[str]]) -> None:
+    def _compile_html(self, errors: dict[str, list[str]], *, prepare: bool) -> None:
         source = self.source
         options = {"track_links": self.tracked, "open_pixel": self.tracked, "preheader": bool(source.preheader)}
-        try:
-            layouts = {
-                name: tracking_html.prepare_html_source(text, **options) for name, text in source.layouts.items()
-            }
-            body = tracking_html.prepare_html_source(source.html_body, **options)
-            env = _sandbox(autoescape=True, layouts=layouts)
-            self._parts["html"] = self._load_html(env, body)
-            self.html_prepared = True
-            return
-        except (tracking_html.HtmlPrepareError, TemplateSyntaxError, TemplateNotFound):
-            pass
+        if prepare:
+            try:
+                layouts = {
+                    name: tracking_html.prepare_html_source(text, **options) for name, text in source.layouts.items()
+                }
+                body = tracking_html.prepare_html_source(source.html_body, **options)
+                env = _sandbox(autoescape=True, layouts=layouts)
+                self._parts["html"] = self._load_html(env, body)
+                self.html_prepared = True
+                return
+            except (tracking_html.HtmlPrepareError, TemplateSyntaxError, TemplateNotFound, *_TOO_DEEP_TO_COMPILE):
+                pass
         # Prepared sources that do not compile are our limitation, not the author's mistake:
         # compile the sources as written and process the rendered HTML instead.
         env = _sandbox(autoescape=True, layouts=source.layouts)
@@ -416,6 +650,8 @@ class CompiledTemplate:
             errors.setdefault("html_body", []).append(f"{_where(exc.name)}{syntax_problem(exc)}")
         except TemplateNotFound as exc:
             errors.setdefault("html_body", []).append(f"layout {exc.name.removeprefix(LAYOUT_PREFIX)!r} not found")
+        except _TOO_DEEP_TO_COMPILE:
+            errors.setdefault("html_body", []).append(TOO_DEEP)
 
     def _load_html(self, env: TemplateSandbox, body: str) -> Template:
         template = env.from_string(self._wrap(body, self.source.layout))
@@ -423,9 +659,12 @@ class CompiledTemplate:
             env.get_template(LAYOUT_PREFIX + name)  # compile now: errors surface here, not mid-campaign
         return template
 
-    def _compile_text(self) -> None:
+    def _compile_text(self, *, prepare: bool) -> None:
         source = self.source
         self.text_generated = True
+        self.text_from_rendered_html = True
+        if not prepare:
+            return
         try:
             layouts = {
                 name: tracking_html.text_template_source(text, track_links=self.tracked)
@@ -436,8 +675,9 @@ class CompiledTemplate:
             self._parts["text"] = env.from_string(self._wrap(body, source.layout))
             for name in source.layouts:
                 env.get_template(LAYOUT_PREFIX + name)
-        except (tracking_html.HtmlPrepareError, TemplateSyntaxError, TemplateNotFound):
-            self.text_from_rendered_html = True
+        except (tracking_html.HtmlPrepareError, TemplateSyntaxError, TemplateNotFound, *_TOO_DEEP_TO_COMPILE):
+            return
+        self.text_from_rendered_html = False
 
     # Rendering ---------------------------------------------------------------------------------
 
@@ -538,12 +778,16 @@ class CompiledTemplate:
     def _run(
         field_name: str, template: Template, context: dict, limits: RenderLimits, *, show_lines: bool = True
     ) -> str:
+        chunks: list[str] = []
+        append, room = chunks.append, limits.max_output
         try:
-            # Chunks are references to strings that already exist; loops count what they produce
-            # as they go (sandbox), so the list stays small and the size is known before joining.
-            chunks = list(template.root_render_func(template.new_context(context)))
-            if sum(map(len, chunks)) > limits.max_output:
-                raise LimitExceeded(f"the output is larger than {limits.max_output:,} characters")
+            # Counted as the chunks arrive: a template that outputs one big value many times
+            # is stopped at the cap, not after every copy (escaping makes one) was collected.
+            for chunk in template.root_render_func(template.new_context(context)):
+                room -= len(chunk)
+                if room < 0:
+                    raise LimitExceeded(f"the output is larger than {limits.max_output:,} characters")
+                append(chunk)
         except _CallbackFailed as exc:
             raise exc.__cause__ from None
         except SoftTimeLimitExceeded:
@@ -602,35 +846,57 @@ class CacheInfo:
     hits: int
     misses: int
     size: int
+    chars: int = 0
+    """Characters of source behind the cached entries."""
 
 
-class _CompiledCache:
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.entries: OrderedDict[str, CompiledTemplate] = OrderedDict()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _BoundedCache(Generic[K, V]):
+    """Least recently used entries, at most `entries` of them weighing at most `weight` together."""
+
+    def __init__(self, *, entries: int, weight: int) -> None:
+        self.max_entries = entries
+        self.max_weight = weight
+        self.entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self.weight = 0
         self.lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: str) -> CompiledTemplate | None:
+    def get(self, key: K) -> V | None:
         with self.lock:
-            compiled = self.entries.get(key)
-            if compiled is None:
+            entry = self.entries.get(key)
+            if entry is None:
                 self.misses += 1
-            else:
-                self.hits += 1
-                self.entries.move_to_end(key)
-            return compiled
-
-    def put(self, key: str, compiled: CompiledTemplate) -> None:
-        with self.lock:
-            self.entries[key] = compiled
+                return None
+            self.hits += 1
             self.entries.move_to_end(key)
-            while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+            return entry[0]
+
+    def put(self, key: K, value: V, *, weight: int) -> None:
+        with self.lock:
+            previous = self.entries.pop(key, None)
+            if previous is not None:
+                self.weight -= previous[1]
+            if weight > self.max_weight:
+                return
+            self.entries[key] = (value, weight)
+            self.weight += weight
+            while len(self.entries) > self.max_entries or self.weight > self.max_weight:
+                _, (_, dropped) = self.entries.popitem(last=False)
+                self.weight -= dropped
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.weight = 0
 
 
-_cache = _CompiledCache(CACHE_SIZE)
+_cache: _BoundedCache[str, CompiledTemplate] = _BoundedCache(entries=CACHE_SIZE, weight=CACHE_SOURCE_CHARS)
+_analyses: _BoundedCache[str, TextAnalysis] = _BoundedCache(entries=64, weight=4 * MAX_TOTAL_SOURCE)
 
 
 def prepare(source: TemplateSource, *, organization_id: object, tracked: bool = False) -> CompiledTemplate:
@@ -639,7 +905,7 @@ def prepare(source: TemplateSource, *, organization_id: object, tracked: bool = 
     compiled = _cache.get(key)
     if compiled is None:
         compiled = CompiledTemplate(source, tracked=tracked)
-        _cache.put(key, compiled)
+        _cache.put(key, compiled, weight=source.chars())
     return compiled
 
 
@@ -658,9 +924,9 @@ def render_message(
 
 def cache_info() -> CacheInfo:
     with _cache.lock:
-        return CacheInfo(hits=_cache.hits, misses=_cache.misses, size=len(_cache.entries))
+        return CacheInfo(hits=_cache.hits, misses=_cache.misses, size=len(_cache.entries), chars=_cache.weight)
 
 
 def cache_clear() -> None:
-    with _cache.lock:
-        _cache.entries.clear()
+    _cache.clear()
+    _analyses.clear()

@@ -6,21 +6,30 @@ tricks and mutation of lists and dicts. Templates here are written by the
 marketers of every organization and rendered inside web and worker processes,
 so this module closes the remaining ways a template can exhaust them:
 
-* a deadline per message, checked on every loop iteration, every call and
-  every output chunk (``RenderLimits.timeout``);
+* a deadline per message (``RenderLimits.timeout``), checked on every loop
+  iteration, call, filter, operator, concatenation and output;
 * a nesting depth for macro and recursive-loop calls (``max_call_depth``);
 * a size cap on every value a template builds: ``*``, ``**``, ``+``, ``%``,
-  ``~`` and every filter are checked, before allocating where the size can
-  be known in advance (``'a' * 10**9``, ``center(10**9)``), after otherwise;
-* a cap on what loops and macros produce, counted as they produce it (so output
-  buffered by macros, ``{% filter %}`` and ``{% set %}`` blocks is counted too),
-  and on the rendered output itself;
+  ``~``, ``str.format``, list, tuple and dict literals and every filter are
+  checked, before allocating where the size can be known in advance
+  (``'a' * 10**9``, ``center(10**9)``, ``('{0}' * 9999).format(big)``), after
+  otherwise. Sizes look inside lists, dicts and namespaces and count a value
+  as often as it is referenced (``[a, a]`` is twice ``a``), so repeated
+  references cannot build a string larger than the cap either;
+* a cap on what a message produces, counted as it is produced, every output
+  node included (so output repeated by a layout's loop around a block, by
+  ``{% include %}`` in a loop, or buffered by macros, ``{% filter %}`` and
+  ``{% set %}`` blocks is counted too), and on each rendered part;
 * an allow-list of what a template may call: macros, ``loop``, ``super()``,
-  Jinja's ``range``/``dict``/``cycler``/``joiner``/``namespace`` globals and
-  read-only methods of strings, dicts and lists (``lipsum`` is removed).
+  Jinja's ``range``/``dict``/``cycler``/``joiner``/``namespace`` globals,
+  read-only methods of strings, dicts and lists, and the callables the sandbox
+  itself hands out (``lipsum`` is removed).
 
-The guards are inserted by rewriting the parsed template (``_Hardener``), so
-they cost a function call where they apply and nothing elsewhere.
+The guards are inserted by rewriting the parsed template (``_Hardener``) and by
+wrapping every filter when the environment is made, so they cost a function
+call where they apply and nothing elsewhere. Filters are never evaluated at
+compile time (Jinja folds constant expressions), so a template cannot make the
+compiler build large values either.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from __future__ import annotations
 import contextvars
 import string
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -43,6 +52,7 @@ from jinja2 import (
     pass_environment,
     pass_eval_context,
 )
+from jinja2.defaults import DEFAULT_FILTERS
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.filters import (
     do_batch,
@@ -51,7 +61,6 @@ from jinja2.filters import (
     do_indent,
     do_replace,
     do_round,
-    do_wordwrap,
     make_attrgetter,
     sync_do_join,
     sync_do_slice,
@@ -59,7 +68,7 @@ from jinja2.filters import (
 from jinja2.parser import Parser
 from jinja2.runtime import BlockReference, LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
-from jinja2.utils import Cycler, Joiner, Namespace
+from jinja2.utils import Cycler, Joiner, Namespace, _PassArg
 from jinja2.visitor import NodeTransformer
 
 MAX_SOURCE_SIZE = 512 * 1024
@@ -71,6 +80,7 @@ ITER_GUARD = "_cc_iter"
 CONCAT_GUARD = "_cc_concat"
 SIZE_GUARD = "_cc_size"
 EMIT_GUARD = "_cc_emit"
+OUTPUT_GUARD = "_cc_output"
 STATIC_COUNT = "_cc_count"
 INTERNAL_FILTER_PREFIX = "_cc_"
 
@@ -127,13 +137,17 @@ class Budget:
         self.produced = 0
 
     def tick(self) -> None:
+        # time.monotonic() costs tens of nanoseconds: cheap enough for every guard.
         if time.monotonic() > self.deadline:
             raise LimitExceeded(f"rendering took longer than {self.limits.timeout:g} s")
 
     def produce(self, size: int) -> None:
+        """Count output (and check the deadline)."""
         self.produced += size
         if self.produced > self.limits.max_produced:
             raise LimitExceeded(f"the template produces more than {self.limits.max_produced:,} characters")
+        if time.monotonic() > self.deadline:
+            raise LimitExceeded(f"rendering took longer than {self.limits.timeout:g} s")
 
 
 _budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar("templates_app_budget", default=None)
@@ -159,35 +173,109 @@ def _limits() -> RenderLimits:
     return current.limits if current is not None else DEFAULT_LIMITS
 
 
+def _tick() -> RenderLimits:
+    """Check the deadline (when rendering under a budget); returns the limits in force."""
+    current = _budget.get()
+    if current is None:
+        return DEFAULT_LIMITS
+    current.tick()
+    return current.limits
+
+
 # --- Sizes ------------------------------------------------------------------------
 
 
-def value_size(value: object, limit: int) -> int:
-    """Characters and items in `value`, counted until the count passes `limit`."""
+_CONTAINERS = (list, tuple, dict, set, frozenset, Namespace)
+_CYCLE_SIZE = 5
+"""What a container counts inside itself: its text shows as "[...]" there."""
+_TICK_EVERY = 1 << 15
+
+
+def _scalar_size(value: object) -> int:
+    """Characters a value other than a container takes as text (numbers by their digits)."""
     if isinstance(value, str):
         return len(value)
-    if not isinstance(value, list | tuple | dict | set | frozenset):
-        return 1
-    total = 0
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 1
+    if isinstance(value, float):
+        return 24
+    return 1
+
+
+def _contents(value: object) -> tuple[int, Collection]:
+    """Length and children of a container (a dict's or namespace's keys and values)."""
+    if isinstance(value, dict):
+        return len(value), (*value.keys(), *value.values())
+    if isinstance(value, Namespace):
+        attributes = object.__getattribute__(value, "_Namespace__attrs")
+        return len(attributes), (*attributes.keys(), *attributes.values())
+    return len(value), value  # type: ignore[arg-type]
+
+
+def value_size(value: object, limit: int) -> int:
+    """Characters and items in `value`, a value counted each time it is referenced; at most limit + 1.
+
+    Lists, tuples, sets, dicts and namespaces are looked into. Each distinct
+    container is measured once (``[a, a]`` costs as little to measure as ``[a]``
+    but counts ``a`` twice), a container inside itself counts as a few
+    characters, and the work stops as soon as the count passes `limit`.
+    """
+    if not isinstance(value, _CONTAINERS):
+        return _scalar_size(value)
+    over = limit + 1
+    sizes: dict[int, int] = {}
+    pending: dict[int, tuple[int, list]] = {}  # containers whose children are being measured
     stack = [value]
+    work, next_tick = 0, _TICK_EVERY
     while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, list | tuple | set | frozenset | dict):
-            total += len(item) + 1
-            if total > limit:
-                return total
-            if isinstance(item, dict):
-                stack.extend(item.keys())
-                stack.extend(item.values())
+        item = stack[-1]
+        key = id(item)
+        if key in sizes:
+            stack.pop()
+            continue
+        if key in pending:
+            # Second visit: the children are measured (or are this container's ancestors).
+            total, children = pending.pop(key)
+            for child in children:
+                total += sizes.get(id(child), _CYCLE_SIZE)
+            sizes[key] = min(total, over)
+            stack.pop()
+            continue
+        kind = type(item)
+        length, contents = (len(item), item) if kind is list or kind is tuple else _contents(item)
+        # Every distinct container adds at least its length + 1 to the size: `work` never exceeds it.
+        work += length + 1
+        if work > limit:
+            return over
+        if work > next_tick:
+            next_tick += _TICK_EVERY
+            _tick()
+        total, unmeasured = length + 1, []
+        for child in contents:
+            kind = type(child)
+            if kind is str:
+                total += len(child)
+            elif kind is int:
+                total += child.bit_length() // 3 + 1
+            elif not isinstance(child, _CONTAINERS):
+                total += _scalar_size(child)
             else:
-                stack.extend(item)
-        else:
-            total += 1
+                child_key = id(child)
+                known = sizes.get(child_key)
+                if known is not None:
+                    total += known
+                else:
+                    unmeasured.append(child)
+                    if child_key not in pending:
+                        stack.append(child)
         if total > limit:
-            return total
-    return total
+            return over
+        if unmeasured:
+            pending[key] = (total, unmeasured)
+        else:
+            sizes[key] = total
+            stack.pop()
+    return sizes[id(value)]
 
 
 def check_size(value: object, limits: RenderLimits | None = None) -> object:
@@ -198,11 +286,16 @@ def check_size(value: object, limits: RenderLimits | None = None) -> object:
     elif isinstance(value, int) and not isinstance(value, bool):
         if value.bit_length() > limits.max_int_bits:
             raise LimitExceeded(f"a number grew larger than {limits.max_int_bits} bits")
-    elif isinstance(value, list | tuple | dict | set | frozenset) and (
-        value_size(value, limits.max_value) > limits.max_value
-    ):
+    elif isinstance(value, _CONTAINERS) and value_size(value, limits.max_value) > limits.max_value:
         raise LimitExceeded(f"a value grew larger than {limits.max_value:,} characters and items")
     return value
+
+
+def _check_inputs(values: tuple, limits: RenderLimits) -> None:
+    """Refuse lists, dicts and namespaces too large to be turned into text, before anything is built."""
+    for value in values:
+        if isinstance(value, _CONTAINERS) and value_size(value, limits.max_value) > limits.max_value:
+            raise LimitExceeded(f"a value larger than {limits.max_value:,} characters and items cannot be used here")
 
 
 def _refuse_size(size: int, limits: RenderLimits) -> None:
@@ -218,18 +311,46 @@ def _int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_printf(fmt: str, limits: RenderLimits) -> None:
-    """Refuse `*` and huge widths or precisions in a printf-style format string."""
-    i, n = 0, len(fmt)
-    while i < n:
-        if fmt[i] != "%":
-            i += 1
-            continue
+def _check_width(number: str, limits: RenderLimits) -> int:
+    width = int(number) if number else 0
+    if width > limits.max_format_width:
+        raise LimitExceeded(f"format widths above {limits.max_format_width} are not allowed")
+    return width
+
+
+class _Sizes:
+    """value_size with a memory: a format string may name the same big value many times."""
+
+    __slots__ = ("known", "limit")
+
+    def __init__(self, limits: RenderLimits) -> None:
+        self.limit = limits.max_value
+        self.known: dict[int, int] = {}
+
+    def __call__(self, value: object) -> int:
+        key = id(value)
+        size = self.known.get(key)
+        if size is None:
+            size = self.known[key] = value_size(value, self.limit)
+        return size
+
+
+def _check_printf(fmt: str, values: object, limits: RenderLimits) -> None:
+    """Refuse `*`, huge widths and results over the size cap in printf-style formatting, before formatting."""
+    mapping = values if isinstance(values, dict) else None
+    items = values if isinstance(values, tuple) else (values,)
+    size_of = _Sizes(limits)
+    total, used, n = len(fmt), 0, len(fmt)
+    i = fmt.find("%")
+    while i != -1:
         i += 1
+        key = None
         if i < n and fmt[i] == "(":
             close = fmt.find(")", i)
-            i = n if close < 0 else close + 1
-        number = ""
+            if close < 0:
+                return  # Python refuses the format itself
+            key, i = fmt[i + 1 : close], close + 1
+        width, number = 0, ""
         while i < n and fmt[i] in "#0- +.*0123456789":
             char = fmt[i]
             if char == "*":
@@ -237,39 +358,60 @@ def _check_printf(fmt: str, limits: RenderLimits) -> None:
             if char.isdigit():
                 number += char
             else:
-                _check_width(number, limits)
+                width = max(width, _check_width(number, limits))
                 number = ""
             i += 1
-        _check_width(number, limits)
-        i += 1
-
-
-def _check_width(number: str, limits: RenderLimits) -> None:
-    if number and int(number) > limits.max_format_width:
-        raise LimitExceeded(f"format widths above {limits.max_format_width} are not allowed")
-
-
-def _check_format_string(fmt: str, limits: RenderLimits) -> None:
-    """Refuse nested or huge format specifications in a str.format string."""
-    for _literal, _field, spec, _conversion in string.Formatter().parse(fmt):
-        if not spec:
-            continue
-        if "{" in spec:
-            raise LimitExceeded("nested format specifications are not allowed")
-        number = ""
-        for char in spec + " ":
-            if char.isdigit():
-                number += char
+        width = max(width, _check_width(number, limits))
+        while i < n and fmt[i] in "hlL":
+            i += 1
+        if i >= n:
+            return
+        if fmt[i] != "%":
+            if key is not None and mapping is not None:
+                value = mapping.get(key, "")
+            elif used < len(items):
+                value, used = items[used], used + 1
             else:
-                _check_width(number, limits)
-                number = ""
+                value = ""
+            total += size_of(value) + width
+            if total > limits.max_value:
+                raise LimitExceeded(f"the formatted text would be larger than {limits.max_value:,} characters")
+        i = fmt.find("%", i + 1)
+
+
+def _check_format_string(fmt: str, args: tuple, kwargs: dict, limits: RenderLimits) -> None:
+    """Refuse nested or huge format specifications and results over the size cap in a str.format string."""
+    size_of = _Sizes(limits)
+    total, auto = len(fmt), 0
+    for _literal, field, spec, _conversion in string.Formatter().parse(fmt):
+        width = 0
+        if spec:
+            if "{" in spec:
+                raise LimitExceeded("nested format specifications are not allowed")
+            number = ""
+            for char in spec + " ":
+                if char.isdigit():
+                    number += char
+                else:
+                    width = max(width, _check_width(number, limits))
+                    number = ""
+        if field is None:
+            continue
+        root = field.split(".", 1)[0].split("[", 1)[0]
+        if not root:
+            root, auto = str(auto), auto + 1
+        value = kwargs.get(root, "") if not root.isdigit() else args[int(root)] if int(root) < len(args) else ""
+        # An attribute or item of a value is part of it: the value's size bounds it.
+        total += size_of(value) + width
+        if total > limits.max_value:
+            raise LimitExceeded(f"the formatted text would be larger than {limits.max_value:,} characters")
 
 
 # --- Guarded operators, calls and filters ---------------------------------------------
 
 
 def guarded_binop(operator: str, left: object, right: object) -> object:
-    limits = _limits()
+    limits = _tick()
     if operator == "*":
         if _is_sequence(left) and _int(right):
             _refuse_size(value_size(left, limits.max_value) * max(right, 0), limits)
@@ -289,7 +431,7 @@ def guarded_binop(operator: str, left: object, right: object) -> object:
         result = left + right
     elif operator == "%":
         if isinstance(left, str):
-            _check_printf(left, limits)
+            _check_printf(left, right, limits)
         result = left % right
     else:  # pragma: no cover - only the operators in `intercepted_binops` arrive here
         raise SecurityError(f"operator {operator!r} is not supported")
@@ -309,8 +451,27 @@ _DICT_METHODS = frozenset({"get", "items", "keys", "values"})
 _SEQUENCE_METHODS = frozenset({"count", "index"})
 _LOOP_METHODS = frozenset({"cycle", "changed"})
 _CYCLER_METHODS = frozenset({"next", "reset"})
+
+
 _CALLABLE_GLOBALS = (safe_range, dict, Cycler, Joiner, Namespace)
 _CALLABLE_INSTANCES = (Macro, BlockReference, LoopContext, Joiner)
+
+
+class _SandboxCallable:
+    """A callable the sandbox itself hands to templates (``'{}'.format`` guarded).
+
+    Templates cannot make one: calls are allowed for instances of this class, not for
+    whatever carries a marker attribute (a ``namespace()`` can carry any attribute).
+    """
+
+    __slots__ = ("__name__", "_func")
+
+    def __init__(self, func, name: str) -> None:
+        self._func = func
+        self.__name__ = name
+
+    def __call__(self, *args, **kwargs):
+        return self._func(*args, **kwargs)
 
 
 def _allowed_callable(obj: object) -> bool:
@@ -318,7 +479,7 @@ def _allowed_callable(obj: object) -> bool:
         return True
     if any(obj is allowed for allowed in _CALLABLE_GLOBALS):
         return True
-    if getattr(obj, "_cc_sandboxed_call", False) is True:
+    if type(obj) is _SandboxCallable:
         return True
     owner = getattr(obj, "__self__", None)
     name = getattr(obj, "__name__", None)
@@ -369,36 +530,101 @@ def _guard_iter(value):
 
 
 def _ticking(value, current: Budget):
+    clock, deadline = time.monotonic, current.deadline
     for item in value:
-        current.tick()
+        if clock() > deadline:
+            current.tick()  # raises
         yield item
 
 
 @pass_eval_context
 def _guard_concat(eval_ctx, parts):
+    limits = _tick()
+    size = 0
+    for part in parts:
+        size += value_size(part, limits.max_value)
+        _refuse_size(size, limits)
     joined = markup_join(parts) if eval_ctx.autoescape else str_join(parts)
-    return check_size(joined)
+    return check_size(joined, limits)
 
 
 def _guard_size(value):
-    return check_size(value)
+    return check_size(value, _tick())
 
 
-def _guard_emit(value):
+@pass_context
+def _guard_emit(context, value, static=0):
+    # pass_context keeps Jinja from running this at compile time on a constant.
     current = _budget.get()
-    if current is not None:
-        current.produce(len(value) if isinstance(value, str) else value_size(value, current.limits.max_produced))
+    if current is None:
+        return value
+    if isinstance(value, str):
+        current.produce(len(value) + static)
+        return value
+    # Checked before it is turned into text: a list of references to one big string is small in memory only.
+    size = value_size(value, current.limits.max_value)
+    if size > current.limits.max_value:
+        raise LimitExceeded(f"a value larger than {current.limits.max_value:,} characters cannot be output")
+    current.produce(size + static)
+    return value
+
+
+def _guard_output(value):
+    # Top-level output of a message's own template: the renderer counts the text it streams,
+    # but a list or namespace is measured before it is turned into text. A namespace is the
+    # one value a template can change, so what holds one is only known to be small now.
+    if isinstance(value, str) or not isinstance(value, _CONTAINERS):
+        return value
+    limits = _limits()
+    if value_size(value, limits.max_value) > limits.max_value:
+        raise LimitExceeded(f"a value larger than {limits.max_value:,} characters cannot be output")
     return value
 
 
 @pass_context
 def _count_static(context, size):
-    # pass_context keeps Jinja from folding this into a constant at compile time.
+    # pass_context keeps Jinja from folding (and so dropping) this call when it compiles.
     current = _budget.get()
     if current is not None:
-        current.tick()
         current.produce(size)
-    return ""
+
+
+# Filters that run Python code per word or tag: one call on a long text could outlast the deadline.
+SLOW_FILTER_INPUT = {"wordwrap": 50_000, "urlize": 100_000, "title": 100_000, "striptags": 100_000}
+
+
+def _checked_filter(name: str, func):
+    """`func` with the guards every filter gets: the deadline, its inputs' and its result's size.
+
+    The wrapper takes the context, which also keeps Jinja from running the filter at
+    compile time on constant arguments (``{{ 'x'|center(900000) }}`` would otherwise be
+    computed by the compiler and stored in the compiled template).
+    """
+    pass_arg = _PassArg.from_obj(func)
+    max_input = SLOW_FILTER_INPUT.get(name)
+
+    @pass_context
+    def checked(context, value, *args, **kwargs):
+        limits = _tick()
+        if isinstance(value, _CONTAINERS):
+            _check_inputs((value,), limits)
+        if max_input is not None and len(str(value)) > max_input:
+            raise LimitExceeded(f"{name} works on at most {max_input:,} characters")
+        if args or kwargs:
+            _check_inputs((*args, *kwargs.values()), limits)
+        if pass_arg is _PassArg.context:
+            result = func(context, value, *args, **kwargs)
+        elif pass_arg is _PassArg.eval_context:
+            result = func(context.eval_ctx, value, *args, **kwargs)
+        elif pass_arg is _PassArg.environment:
+            result = func(context.environment, value, *args, **kwargs)
+        else:
+            result = func(value, *args, **kwargs)
+        return check_size(result, limits)
+
+    checked.__name__ = getattr(func, "__name__", "filter")
+    checked.__doc__ = func.__doc__
+    return checked
 
 
 def _guarded_center(value, width=80):
@@ -415,7 +641,7 @@ def _guarded_indent(s, width=4, first=False, blank=False):
 
 
 def _guarded_format(value, *args, **kwargs):
-    _check_printf(str(value), _limits())
+    _check_printf(str(value), kwargs or args, _limits())
     return do_format(value, *args, **kwargs)
 
 
@@ -443,17 +669,6 @@ def _guarded_join(eval_ctx, value, d="", attribute=None):
         _refuse_size(size, limits)
     _refuse_size(size, limits)
     return sync_do_join(eval_ctx, items, d)
-
-
-MAX_WORDWRAP_INPUT = 50_000
-
-
-@pass_environment
-def _guarded_wordwrap(environment, s, width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True):
-    # textwrap is pure Python and slow on long texts; one call could outlast the deadline.
-    if len(str(s)) > MAX_WORDWRAP_INPUT:
-        raise LimitExceeded(f"wordwrap works on at most {MAX_WORDWRAP_INPUT:,} characters")
-    return do_wordwrap(environment, s, width, break_long_words, wrapstring, break_on_hyphens)
 
 
 def _guarded_batch(value, linecount, fill_with=None):
@@ -531,60 +746,100 @@ def _context_zone(context) -> ZoneInfo:
 
 
 class _Hardener(NodeTransformer):
-    """Inserts the guards into a parsed template."""
+    """Inserts the guards into a parsed template.
 
-    def __init__(self) -> None:
-        self.repeating = 0
+    Output is counted where it may be collected rather than streamed: in macros,
+    call, filter and set blocks, recursive loops and blocks (a layout may call a
+    block from inside any of those), and everywhere in a layout (it may be included
+    or imported from inside them). Output a message's own template streams at its top
+    level reaches the renderer, which counts every chunk as it arrives; there only
+    lists and namespaces are measured before they become text.
+    """
+
+    def __init__(self, *, count_all: bool) -> None:
+        self.collected = 1 if count_all else 0
 
     @staticmethod
-    def _wrap(node: nodes.Expr, name: str) -> nodes.Filter:
-        return nodes.Filter(node, name, [], [], None, None, lineno=node.lineno)
+    def _wrap(node: nodes.Expr, name: str, *args: nodes.Expr) -> nodes.Filter:
+        return nodes.Filter(node, name, list(args), [], None, None, lineno=node.lineno)
 
-    def _visit_repeating(self, node: nodes.Node) -> nodes.Node:
-        self.repeating += 1
+    def _visit_collected(self, node: nodes.Node) -> nodes.Node:
+        self.collected += 1
         try:
             return self.generic_visit(node)
         finally:
-            self.repeating -= 1
+            self.collected -= 1
+
+    visit_Macro = visit_CallBlock = visit_FilterBlock = visit_AssignBlock = visit_Block = _visit_collected
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self._visit_repeating(node)
+        node = self._visit_collected(node) if node.recursive else self.generic_visit(node)
         node.iter = self._wrap(node.iter, ITER_GUARD)
         return node
-
-    def visit_Macro(self, node: nodes.Macro) -> nodes.Node:
-        return self._visit_repeating(node)
-
-    def visit_CallBlock(self, node: nodes.CallBlock) -> nodes.Node:
-        return self._visit_repeating(node)
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         node = self.generic_visit(node)
         return self._wrap(nodes.List(node.nodes, lineno=node.lineno), CONCAT_GUARD)
 
-    def visit_Filter(self, node: nodes.Filter) -> nodes.Node:
+    def _visit_literal(self, node: nodes.Expr) -> nodes.Node:
         node = self.generic_visit(node)
-        if node.name.startswith(INTERNAL_FILTER_PREFIX):
-            return node
+        if getattr(node, "ctx", "load") != "load":
+            return node  # an assignment target: `{% for key, value in ... %}`
         return self._wrap(node, SIZE_GUARD)
 
-    def visit_Output(self, node: nodes.Output) -> nodes.Node:
+    visit_List = visit_Tuple = visit_Dict = _visit_literal
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Node | list[nodes.Node]:
         node = self.generic_visit(node)
-        if not self.repeating:
-            # Output outside loops and macros is bounded by the source: the output cap is enough.
+        if not self.collected:
+            node.nodes = [
+                child if isinstance(child, nodes.TemplateData) else self._wrap(child, OUTPUT_GUARD)
+                for child in node.nodes
+            ]
             return node
+        static = sum(len(child.data) for child in node.nodes if isinstance(child, nodes.TemplateData))
         children: list[nodes.Expr] = []
-        static = 0
         for child in node.nodes:
             if isinstance(child, nodes.TemplateData):
                 children.append(child)
-                static += len(child.data)
             else:
-                children.append(self._wrap(child, EMIT_GUARD))
-        if static:
-            children.append(self._wrap(nodes.Const(static, lineno=node.lineno), STATIC_COUNT))
+                # The first value also counts the node's static text: one call rather than two.
+                children.append(self._wrap(child, EMIT_GUARD, nodes.Const(static, lineno=child.lineno)))
+                static = 0
         node.nodes = children
-        return node
+        if not static:
+            return node
+        # Text alone is counted by a statement before it, so nothing more is output (or escaped).
+        count = self._wrap(nodes.Const(static, lineno=node.lineno), STATIC_COUNT)
+        return [nodes.ExprStmt(count, lineno=node.lineno), node]
+
+
+_FILTERS = {
+    name: _checked_filter(name, func)
+    for name, func in {
+        **DEFAULT_FILTERS,
+        "center": _guarded_center,
+        "indent": _guarded_indent,
+        "format": _guarded_format,
+        "replace": _guarded_replace,
+        "join": _guarded_join,
+        "batch": _guarded_batch,
+        "slice": _guarded_slice,
+        "round": _guarded_round,
+        "sum": _guarded_sum,
+        "localdate": localdate,
+    }.items()
+}
+_FILTERS.update(
+    {
+        ITER_GUARD: _guard_iter,
+        CONCAT_GUARD: _guard_concat,
+        SIZE_GUARD: _guard_size,
+        EMIT_GUARD: _guard_emit,
+        OUTPUT_GUARD: _guard_output,
+        STATIC_COUNT: _count_static,
+    }
+)
 
 
 class TemplateSandbox(ImmutableSandboxedEnvironment):
@@ -601,33 +856,29 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
             cache_size=-1,
         )
         self.globals.pop("lipsum", None)
-        self.filters.update(
-            {
-                "center": _guarded_center,
-                "indent": _guarded_indent,
-                "format": _guarded_format,
-                "replace": _guarded_replace,
-                "join": _guarded_join,
-                "batch": _guarded_batch,
-                "slice": _guarded_slice,
-                "round": _guarded_round,
-                "wordwrap": _guarded_wordwrap,
-                "sum": _guarded_sum,
-                "localdate": localdate,
-                ITER_GUARD: _guard_iter,
-                CONCAT_GUARD: _guard_concat,
-                SIZE_GUARD: _guard_size,
-                EMIT_GUARD: _guard_emit,
-                STATIC_COUNT: _count_static,
-            }
-        )
+        self.filters = dict(_FILTERS)
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        return _Hardener().visit(super()._parse(source, name, filename))
+        # Named templates are layouts (a message's own parts are compiled from strings).
+        return _Hardener(count_all=name is not None).visit(super()._parse(source, name, filename))
 
     def parse_plain(self, source: str) -> nodes.Template:
         """The template as written (no guards), for static checks; raises TemplateSyntaxError."""
         return Parser(self, source).parse()
+
+    def getattr(self, obj, attribute):
+        # Filters such as groupby, sort and map look up attributes of every item: one call
+        # on a long list could otherwise outlast the deadline.
+        current = _budget.get()
+        if current is not None:
+            current.tick()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj, argument):
+        current = _budget.get()
+        if current is not None:
+            current.tick()
+        return super().getitem(obj, argument)
 
     def call_binop(self, context, operator: str, left, right):
         return guarded_binop(operator, left, right)
@@ -637,14 +888,17 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
         if wrapper is None:
             return None
         format_string = str(value.__self__)
+        is_format_map = value.__name__ == "format_map"
 
         def guarded(*args, **kwargs):
-            limits = _limits()
-            _check_format_string(format_string, limits)
+            limits = _tick()
+            if is_format_map and len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+                _check_format_string(format_string, (), args[0], limits)
+            else:
+                _check_format_string(format_string, args, kwargs, limits)
             return check_size(wrapper(*args, **kwargs), limits)
 
-        guarded._cc_sandboxed_call = True
-        return guarded
+        return _SandboxCallable(guarded, value.__name__)
 
     def call(__self, __context, __obj, *args, **kwargs):
         if not _allowed_callable(__obj):
@@ -672,11 +926,12 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
 
 @dataclass(frozen=True)
 class Problem:
-    lineno: int
+    lineno: int | None
+    """None when the problem is the template as a whole."""
     message: str
 
     def __str__(self) -> str:
-        return f"line {self.lineno}: {self.message}"
+        return self.message if self.lineno is None else f"line {self.lineno}: {self.message}"
 
 
 def check_template(ast: nodes.Template) -> tuple[list[Problem], set[str]]:
@@ -722,11 +977,6 @@ def syntax_problem(exc: TemplateSyntaxError) -> Problem:
     return Problem(exc.lineno or 1, exc.message or str(exc))
 
 
-def references_name(ast: nodes.Template, name: str) -> bool:
-    """Whether the template reads the variable `name` anywhere."""
-    return any(node.name == name and node.ctx == "load" for node in ast.find_all(nodes.Name))
-
-
 __all__ = [
     "DEFAULT_LIMITS",
     "LAYOUT_PREFIX",
@@ -740,6 +990,5 @@ __all__ = [
     "budget",
     "check_template",
     "current_budget",
-    "references_name",
     "syntax_problem",
 ]

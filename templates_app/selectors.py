@@ -13,6 +13,7 @@ from contacts.models import Contact
 from templates_app import rendering
 from templates_app.context import preview_context
 from templates_app.models import EmailFooter, Layout, MessageTemplate, TemplateVersion
+from templates_app.sandbox import LAYOUT_PREFIX
 
 # The fields rendering and sending use: a version snapshots exactly these (plus the layouts).
 CONTENT_FIELDS = (
@@ -53,6 +54,26 @@ def layouts_used(*, organization_id, texts: Iterable[str], names: Iterable[str] 
             found[name] = html
             wanted.update(rendering.parse_problems(html)[1])
     return found
+
+
+def layout_users(*, layout: Layout) -> list[str]:
+    """Templates and layouts that name this layout in their Jinja (the layout field refers by id)."""
+    reference = f"{LAYOUT_PREFIX}{layout.name}"
+    users = [
+        f"template {name!r}"
+        for name, html in MessageTemplate.objects.filter(
+            organization_id=layout.organization_id, html_body__contains=reference
+        ).values_list("name", "html_body")
+        if layout.name in rendering.parse_problems(html)[1]
+    ]
+    users += [
+        f"layout {name!r}"
+        for name, html in Layout.objects.filter(organization_id=layout.organization_id, html__contains=reference)
+        .exclude(pk=layout.pk)
+        .values_list("name", "html")
+        if layout.name in rendering.parse_problems(html)[1]
+    ]
+    return users
 
 
 def template_source(template: MessageTemplate) -> rendering.TemplateSource:

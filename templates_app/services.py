@@ -1,28 +1,40 @@
 """Template writes. The API, the admin and the campaign engine all go through here.
 
-Rules applied on every save (`template_clean`):
+Rules applied on every save (`template_clean`), the source compiled once:
 
 * Bodies are Jinja2 and must compile in the sandbox; a problem is reported on
   its field with the line: ``{"html_body": ["line 3: unexpected '}'"]}``.
-  Fields are limited to 512 KB; private attributes (``__class__``) are refused.
+  Fields are limited to 512 KB, a template with the layouts it uses to 1 MB
+  and 5,000 Jinja elements all together (compiling costs time), and nesting
+  depth is limited; private attributes (``__class__``) are refused.
+* Every variable a template reads must exist when it is sent: the reserved names
+  (``contact``, ``organization``, ``campaign``, ``unsubscribe_url``,
+  ``view_in_browser_url``, ``callback_url``), Jinja's globals (``range``,
+  ``namespace``, ``loop``...), what the template sets itself, or a name declared in
+  its ``variables``: ``{{ promo_cod }}`` is refused with "html_body: line 1:
+  unknown variable 'promo_cod' (declare it in variables)" instead of failing
+  every message at send time. Campaigns pass their own ``variables`` at send time,
+  merged over the template's defaults, so a template must declare (with a default
+  value) every campaign variable it uses.
 * Each channel has its required fields: email a subject and an HTML or text
   body; SMS a body (its GSM-7/UCS-2 segment count is stored); WhatsApp the
   provider template's name and language.
 * Unsubscribe footer: a *marketing* email whose HTML, together with every layout
   it uses, never mentions ``{{ unsubscribe_url }}`` gets the organization's
   footer (``EmailFooter``, or a default one with an unsubscribe link) inserted
-  before ``</body>``, or appended when there is no ``</body>``. An explicit text
-  body without ``{{ unsubscribe_url }}`` gets the footer's text version appended.
-  A body that ``{% extends %}`` a layout itself (rather than choosing it with
-  the ``layout`` field) has nowhere to put it, so it is refused until the
-  layout or one of its blocks has the link. Transactional templates are left as
-  written.
+  before ``</body>``, or appended when there is no ``</body>`` (or the HTML cannot
+  be parsed). An explicit text body without ``{{ unsubscribe_url }}`` gets the
+  footer's text version appended. A body that ``{% extends %}`` a layout itself
+  (rather than choosing it with the ``layout`` field) has nowhere to put it, so
+  it is refused until the layout or one of its blocks has the link.
+  Transactional templates are left as written.
 * A save that changes anything a message is made of records a new
   `TemplateVersion`; `template_snapshot` returns the version a campaign keeps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -38,7 +50,7 @@ from config.errors import ConflictError, DomainError
 from templates_app import rendering, selectors, tracking_html
 from templates_app.context import RESERVED_NAMES, preview_context
 from templates_app.models import Channel, EmailFooter, Layout, MessageTemplate, Purpose, TemplateVersion
-from templates_app.sandbox import LAYOUT_PREFIX, MAX_SOURCE_SIZE
+from templates_app.sandbox import MAX_SOURCE_SIZE
 from templates_app.sms import sms_info
 
 TEMPLATE_FIELDS = ("name", "layout", *selectors.CONTENT_FIELDS)
@@ -99,22 +111,27 @@ def template_clean(*, organization: Organization, values: dict[str, Any]) -> dic
         raise ValidationError(errors)
 
     source = selectors.source_from_values(organization_id=organization.pk, values=values)
-    problems = rendering.check_source(source)
+    context_names = RESERVED_NAMES | set(values["variables"])
+    problems = rendering.static_problems(source, context_names=context_names)
     if problems:
         raise ValidationError(problems)
 
+    final = source
     if channel == Channel.EMAIL and values["purpose"] == Purpose.MARKETING:
-        written = (values["html_body"], values["text_body"])
-        _add_unsubscribe_footer(organization=organization, values=values, errors=errors)
+        _add_unsubscribe_footer(organization=organization, values=values, layouts=source.layouts, errors=errors)
         if errors:
             raise ValidationError(errors)
-        if (values["html_body"], values["text_body"]) != written:
-            source = selectors.source_from_values(organization_id=organization.pk, values=values)
-            problems = rendering.check_source(source)
-            if problems:
-                raise ValidationError(problems)
+        if (values["html_body"], values["text_body"]) != (source.html_body, source.text_body):
+            final = dataclasses.replace(source, html_body=values["html_body"], text_body=values["text_body"])
+    # Compiled once, as it will be stored.
+    problems = rendering.check_source(final, context_names=context_names, organization_id=organization.pk)
+    if problems and final is not source:
+        # Reported on the text as written, so line numbers are the author's (only when something is wrong).
+        problems = rendering.check_source(source, context_names=context_names) or problems
+    if problems:
+        raise ValidationError(problems)
 
-    values.update(_sms_fields(organization=organization, source=source, values=values))
+    values.update(_sms_fields(organization=organization, source=final, values=values))
     return values
 
 
@@ -146,26 +163,24 @@ def _whatsapp_parameters_problems(parameters: object) -> list[str]:
     return ['Give a list of Jinja strings, or an object of them: {"body": ["{{ contact.first_name }}"]}.']
 
 
-def _add_unsubscribe_footer(*, organization: Organization, values: dict[str, Any], errors: dict) -> None:
+def _add_unsubscribe_footer(
+    *, organization: Organization, values: dict[str, Any], layouts: dict[str, str], errors: dict
+) -> None:
     html, text = values["html_body"], values["text_body"]
     footer_html, footer_text = selectors.email_footer(organization)
-    if html.strip():
-        layout: Layout | None = values.get("layout")
-        layouts = selectors.layouts_used(
-            organization_id=organization.pk, texts=[html], names=[layout.name] if layout is not None else []
-        )
-        if not any(rendering.uses_name(source, "unsubscribe_url") for source in [html, *layouts.values()]):
-            if rendering.extends_a_layout(html):
-                errors.setdefault("html_body", []).append(
-                    "This marketing email has no {{ unsubscribe_url }} link, and a template that extends a layout "
-                    "has nowhere to add the footer: add the link to the layout or to one of this template's blocks."
-                )
+    has_link = any(rendering.uses_name(source, "unsubscribe_url") for source in [html, *layouts.values()])
+    if html.strip() and not has_link:
+        if rendering.extends_a_layout(html):
+            errors.setdefault("html_body", []).append(
+                "This marketing email has no {{ unsubscribe_url }} link, and a template that extends a layout "
+                "has nowhere to add the footer: add the link to the layout or to one of this template's blocks."
+            )
+        else:
+            at = tracking_html.body_close_offset(html)
+            if at is None:
+                values["html_body"] = f"{html.rstrip()}\n{footer_html}\n"
             else:
-                at = tracking_html.body_close_offset(html)
-                if at is None:
-                    values["html_body"] = f"{html.rstrip()}\n{footer_html}\n"
-                else:
-                    values["html_body"] = f"{html[:at]}{footer_html}\n{html[at:]}"
+                values["html_body"] = f"{html[:at]}{footer_html}\n{html[at:]}"
     if text.strip() and not rendering.uses_name(text, "unsubscribe_url"):
         values["text_body"] = f"{text.rstrip()}\n\n{footer_text}\n"
 
@@ -266,7 +281,7 @@ def template_delete(*, template: MessageTemplate) -> None:
 
 
 @transaction.atomic
-def template_snapshot(template: MessageTemplate) -> TemplateVersion:
+def template_snapshot(*, template: MessageTemplate) -> TemplateVersion:
     """The version a campaign keeps: the latest one, recorded anew if the template or its layouts changed since.
 
     The save rules are applied again (a layout may have lost its unsubscribe link),
@@ -285,14 +300,7 @@ def template_snapshot(template: MessageTemplate) -> TemplateVersion:
     return _record_version(locked)
 
 
-def template_send_test(
-    *, template: MessageTemplate, to: list[str], context: dict[str, Any] | None = None
-) -> rendering.RenderedMessage:
-    """Render the template with a sample contact (or `context`) and email it to `to`, marked as a test.
-
-    Sends through Django's configured email backend. Raises ValidationError for bad
-    addresses and rendering.RenderError when the template does not render.
-    """
+def _test_recipients(*, template: MessageTemplate, to: list[str]) -> list[str]:
     if template.channel != Channel.EMAIL:
         raise DomainError("Only email templates can be sent as a test by email.")
     recipients = [address.strip() for address in to if address.strip()]
@@ -305,6 +313,18 @@ def template_send_test(
             validate_email(address)
         except ValidationError:
             raise ValidationError({"to": [f"{address!r} is not a valid email address."]}) from None
+    return recipients
+
+
+def template_send_test(
+    *, template: MessageTemplate, to: list[str], context: dict[str, Any] | None = None
+) -> rendering.RenderedMessage:
+    """Render the template with a sample contact (or `context`) and email it to `to`, marked as a test.
+
+    Sends through Django's configured email backend. Raises ValidationError for bad
+    addresses and rendering.RenderError when the template does not render.
+    """
+    recipients = _test_recipients(template=template, to=to)
     rendered = selectors.template_preview(template=template, context=context)
     message = EmailMultiAlternatives(
         subject=f"[Test] {rendered.subject}",
@@ -319,6 +339,20 @@ def template_send_test(
         message.attach_alternative(rendered.html, "text/html")
     message.send(fail_silently=False)
     return rendered
+
+
+def template_send_test_queue(*, template: MessageTemplate, to: list[str]) -> list[str]:
+    """Check the addresses and that the template renders, then send the test from a worker after commit.
+
+    Returns the recipients. Raises like `template_send_test`, so mistakes show at once.
+    """
+    from templates_app.tasks import template_send_test_task
+
+    recipients = _test_recipients(template=template, to=to)
+    selectors.template_preview(template=template)
+    template_id = str(template.pk)
+    transaction.on_commit(lambda: template_send_test_task.delay(template_id=template_id, to=recipients))
+    return recipients
 
 
 # --- Layouts ----------------------------------------------------------------------------------------
@@ -369,26 +403,6 @@ def _layouts_reachable(*, name: str, html: str, layouts: dict[str, str]) -> set[
     return reached
 
 
-def layout_users(layout: Layout) -> list[str]:
-    """Templates and layouts that name this layout in their Jinja (the layout field refers by id)."""
-    reference = f"{LAYOUT_PREFIX}{layout.name}"
-    users = [
-        f"template {name!r}"
-        for name, html in MessageTemplate.objects.filter(
-            organization_id=layout.organization_id, html_body__contains=reference
-        ).values_list("name", "html_body")
-        if layout.name in rendering.parse_problems(html)[1]
-    ]
-    users += [
-        f"layout {name!r}"
-        for name, html in Layout.objects.filter(organization_id=layout.organization_id, html__contains=reference)
-        .exclude(pk=layout.pk)
-        .values_list("name", "html")
-        if layout.name in rendering.parse_problems(html)[1]
-    ]
-    return users
-
-
 @transaction.atomic
 def layout_create(*, organization: Organization, name: str, html: str) -> Layout:
     """Create a layout; its HTML must compile and have a content block."""
@@ -408,7 +422,7 @@ def layout_update(*, layout: Layout, name: str | None = None, html: str | None =
     new_name = locked.name if name is None else name.strip()
     new_html = locked.html if html is None else html
     if new_name != locked.name:
-        users = layout_users(locked)
+        users = selectors.layout_users(layout=locked)
         if users:
             raise ConflictError(f"Layout {locked.name!r} is named by {', '.join(users)}; it cannot be renamed.")
     layout_clean(organization=locked.organization, name=new_name, html=new_html, current=locked)
@@ -419,7 +433,7 @@ def layout_update(*, layout: Layout, name: str | None = None, html: str | None =
 
 def layout_delete(*, layout: Layout) -> None:
     """Delete a layout that no template or layout uses."""
-    users = layout_users(layout)
+    users = selectors.layout_users(layout=layout)
     users += [f"template {name!r}" for name in layout.templates.values_list("name", flat=True)]
     if users:
         raise ConflictError(f"Layout {layout.name!r} is used by {', '.join(users)}.")
@@ -434,7 +448,11 @@ def layout_delete(*, layout: Layout) -> None:
 
 
 def email_footer_clean(*, html: str, text: str) -> None:
-    """Both versions of a footer must compile, use no layouts and contain {{ unsubscribe_url }}."""
+    """Both versions of a footer must compile, use no layouts and contain {{ unsubscribe_url }}.
+
+    A footer goes into every template of the organization, so it may only read the
+    reserved names (``contact``, ``organization``...), never a template's variables.
+    """
     errors: dict[str, list[str]] = {}
     for field, value in (("html", html), ("text", text)):
         problems, references = rendering.parse_problems(value)
@@ -443,6 +461,11 @@ def email_footer_clean(*, html: str, text: str) -> None:
             messages.append("The footer cannot use layouts.")
         if not problems and not rendering.uses_name(value, "unsubscribe_url"):
             messages.append("The footer must contain {{ unsubscribe_url }}.")
+        if not problems:
+            messages.extend(
+                f"line {lineno}: unknown variable {name!r} (a footer can only use {', '.join(sorted(RESERVED_NAMES))})"
+                for name, lineno in rendering.unknown_variables(value, context_names=RESERVED_NAMES).items()
+            )
         if messages:
             errors[field] = messages
     if errors:

@@ -44,6 +44,8 @@ from html.parser import HTMLParser
 from jinja2 import Environment, nodes
 from jinja2.exceptions import TemplateSyntaxError
 
+from templates_app.sandbox import LimitExceeded, current_budget
+
 TRACK_FILTER = "_cc_track_link"
 PIXEL_FILTER = "_cc_open_pixel"
 PREHEADER_FILTER = "_cc_preheader"
@@ -52,6 +54,7 @@ PIXEL_MARKER = "{{ 0|" + PIXEL_FILTER + " }}"
 PREHEADER_MARKER = "{{ 0|" + PREHEADER_FILTER + " }}"
 
 _MASK = "\ue000"
+_FEED_CHUNK = 64 * 1024
 _SPACE = " \t\n\r\f"
 _TRACKABLE = ("http://", "https://")
 _NEVER_TRACKED = ("mailto:", "tel:", "sms:", "javascript:", "data:", "cid:")
@@ -244,8 +247,33 @@ class _PositionedParser(HTMLParser):
         return self._line_starts[line - 1] + column
 
     def run(self) -> None:
-        self.feed(self.text)
-        self.close()
+        """Parse the whole text; raises HtmlPrepareError when the parser cannot.
+
+        While a message is rendered (under a budget), the text is fed in chunks and
+        the deadline is checked between them: rendered HTML can be large.
+        """
+        current = current_budget()
+        try:
+            if current is None:
+                self.feed(self.text)
+            else:
+                for start in range(0, len(self.text), _FEED_CHUNK):
+                    current.tick()
+                    self.feed(self.text[start : start + _FEED_CHUNK])
+            self.close()
+        except LimitExceeded:
+            raise
+        except Exception as exc:
+            raise HtmlPrepareError(f"the HTML could not be parsed: {exc}") from exc
+
+    def parse_marked_section(self, i: int, report: int = 1) -> int:
+        # html.parser raises AssertionError on "<![foo[ ... ]]>"; browsers read it as a bogus comment.
+        position = self.lineno, self.offset
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            self.lineno, self.offset = position
+            return self.parse_bogus_comment(i, report)
 
     def href_of(self, tag_start: int, attrs: list[tuple[str, str | None]]) -> _Attribute | None:
         """The href attribute of the start tag being handled, if the tokenizers agree on its value."""
@@ -364,13 +392,16 @@ def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
 
 
 def body_close_offset(source: str) -> int | None:
-    """Where the last </body> of an HTML template source starts, or None."""
+    """Where the last </body> of an HTML template source starts, or None (also when it cannot be parsed)."""
     try:
         masked = _mask(source, jinja_spans(source))
     except HtmlPrepareError:
         masked = source
     scanner = _LinkScanner(masked)
-    scanner.run()
+    try:
+        scanner.run()
+    except HtmlPrepareError:
+        return None
     return scanner.body_close_start
 
 
@@ -386,10 +417,15 @@ def finish_rendered_html(
 ) -> str:
     """Track links, insert the preheader and the pixel into HTML that is already rendered.
 
-    `track(url)` returns the tracked URL, or None to leave the link as it is.
+    `track(url)` returns the tracked URL, or None to leave the link as it is. HTML
+    the parser cannot read keeps its links as they are, with the preheader put first
+    and the pixel last.
     """
     scanner = _LinkScanner(rendered)
-    scanner.run()
+    try:
+        scanner.run()
+    except HtmlPrepareError:
+        return f"{preheader}{rendered}{pixel}"
     edits: list[tuple[int, int, str]] = []
     if track is not None:
         for link in scanner.links:
@@ -453,10 +489,10 @@ class _OpenLink:
 class _TextBuilder(_PositionedParser):
     """Turns HTML (optionally a Jinja template) into text pieces.
 
-    Pieces: ("t", text to collapse), ("r", text kept as is), ("j", Jinja source),
-    ("n", "1"/"2" line breaks). In a template, every ``{% ... %}`` tag is kept in
-    document order wherever it stands, so the text template has the same
-    structure (blocks, loops, conditions) as the HTML one.
+    Pieces: ("t", text to collapse), ("r", text kept as is), ("u", a URL, kept
+    exactly as is), ("j", Jinja source), ("n", "1"/"2" line breaks). In a template,
+    every ``{% ... %}`` tag is kept in document order wherever it stands, so the
+    text template has the same structure (blocks, loops, conditions) as the HTML one.
     """
 
     def __init__(
@@ -607,14 +643,14 @@ class _TextBuilder(_PositionedParser):
         self._flush_statements(start)
         url: list[tuple[str, str]] = []
         for kind, value in self._text_between(start, end):
-            url.append(("r", html.unescape(value).strip()) if kind == "t" else (kind, value))
+            url.append(("u", html.unescape(value).strip()) if kind == "t" else (kind, value))
         static = None if any(kind == "j" for kind, _ in url) else "".join(value for _, value in url)
         if action == _TRACK and self.track_links:
             if self.template:
                 url = [("j", "{% filter " + TRACK_FILTER + " %}"), *url, ("j", "{% endfilter %}")]
             elif self.track is not None and static is not None:
                 tracked = self.track(static)
-                url = [("r", tracked)] if tracked is not None else url
+                url = [("u", tracked)] if tracked is not None else url
         return _OpenLink(url=url, static_url=static)
 
     def _end_link(self, link: _OpenLink) -> None:
@@ -642,7 +678,9 @@ class _TextBuilder(_PositionedParser):
 # rendering, so breaks from neighbouring blocks (and loop iterations) merge instead of adding up.
 _LINE_BREAK = "\x1e"
 _PARAGRAPH_BREAK = "\x1d"
-_GAP = re.compile(r"[^\S\n]*[\n\x1d\x1e][\s\x1d\x1e]*")
+# Matches start where a run of spaces starts: starting inside one as well would make the
+# search quadratic in the run's length (20,000 spaces in a URL took 2 s).
+_GAP = re.compile(r"(?<![^\S\n])[^\S\n]*[\n\x1d\x1e][\s\x1d\x1e]*")
 _SPACES = re.compile(" {2,}")
 
 
@@ -670,27 +708,37 @@ def _piece_text(kind: str, value: str) -> str:
 
 
 def _join_pieces(pieces: list[tuple[str, str]], *, template: bool) -> str:
-    if not template:
-        return _resolve_static("".join(_piece_text(kind, value) for kind, value in pieces))
+    # URLs and Jinja tags end a run of text: the spaces in a run are collapsed, theirs are not
+    # (a URL must stay the URL that is tracked in the HTML).
     parts: list[str] = []
     run: list[str] = []
 
     def close_run() -> None:
         text = "".join(run)
         run.clear()
+        if not template:
+            parts.append(_resolve_static(text))
+            return
         head, tail = len(text) - len(text.lstrip()), len(text.rstrip())
         if head < tail:
             text = text[:head] + _resolve_static(text[head:tail]) + text[tail:]
-        parts.append(text.replace("{", "{{ '{' }}"))
+        parts.append(_escape_jinja(text))
 
     for kind, value in pieces:
         if kind == "j":
             close_run()
             parts.append(value)
+        elif kind == "u":
+            close_run()
+            parts.append(_escape_jinja(value) if template else value)
         else:
             run.append(_piece_text(kind, value))
     close_run()
     return "".join(parts)
+
+
+def _escape_jinja(text: str) -> str:
+    return text.replace("{", "{{ '{' }}")
 
 
 def normalize_text(text: str) -> str:
@@ -733,7 +781,30 @@ def text_template_source(source: str, *, track_links: bool) -> str:
 
 
 def html_to_text(rendered: str, *, track: Callable[[str], str | None] | None = None) -> str:
-    """The text alternative of rendered HTML: links as "text (url)"."""
+    """The text alternative of rendered HTML: links as "text (url)".
+
+    HTML the parser cannot read gives its text with the tags left out (and no URLs).
+    """
     builder = _TextBuilder(rendered, template=False, track_links=track is not None, track=track)
-    builder.run()
+    try:
+        builder.run()
+    except HtmlPrepareError:
+        return _without_tags(rendered)
     return _join_pieces(builder.pieces, template=False).strip()
+
+
+def _without_tags(markup: str) -> str:
+    parts: list[str] = []
+    position = 0
+    while True:
+        start = markup.find("<", position)
+        if start < 0:
+            parts.append(markup[position:])
+            break
+        parts.append(markup[position:start])
+        end = markup.find(">", start)
+        if end < 0:
+            break
+        parts.append(" ")
+        position = end + 1
+    return " ".join(html.unescape("".join(parts)).split())

@@ -5,7 +5,8 @@ from django.core import mail
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-from templates_app.models import Layout, MessageTemplate
+from templates_app import rendering
+from templates_app.models import EmailFooter, Layout, MessageTemplate
 from templates_app.tests.factories import LAYOUT_HTML, LayoutFactory, MessageTemplateFactory
 
 pytestmark = pytest.mark.django_db
@@ -67,12 +68,13 @@ def test_change_page_shows_a_preview_in_a_sandboxed_iframe(client):
 def test_change_page_shows_a_render_error_instead_of_failing(client):
     membership = staff_member(Role.MANAGER)
     template = MessageTemplateFactory(
-        organization=membership.organization, html_body='<p>{{ promo }}</p><a href="{{ unsubscribe_url }}">u</a>'
+        organization=membership.organization,
+        html_body='<p>{{ contact.attributes.tier }}</p><a href="{{ unsubscribe_url }}">u</a>',
     )
     client.force_login(membership.user)
     page = client.get(f"{ADMIN}{template.pk}/change/")
     assert page.status_code == 200
-    assert "html_body: line 1: &#x27;promo&#x27; is undefined" in page.content.decode()
+    assert "html_body: line 1: &#x27;dict object&#x27; has no attribute &#x27;tier&#x27;" in page.content.decode()
 
 
 def test_adding_through_the_admin_validates_and_records_a_version(client):
@@ -117,7 +119,7 @@ def test_staff_only_see_and_pick_their_organizations_templates_and_layouts(clien
     assert "their-layout" not in add_page
 
 
-def test_send_test_sends_the_rendered_template_through_the_email_backend(client):
+def test_send_test_queues_the_rendered_template_for_the_email_backend(client, django_capture_on_commit_callbacks):
     membership = staff_member(Role.MANAGER)
     template = MessageTemplateFactory(
         organization=membership.organization,
@@ -133,8 +135,10 @@ def test_send_test_sends_the_rendered_template_through_the_email_backend(client)
     assert "not a valid email address" in response.content.decode()
     assert mail.outbox == []
 
-    response = client.post(url, {"to": "qa@example.com, boss@example.com"})
-    assert response.status_code == 302
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(url, {"to": "qa@example.com, boss@example.com"}, follow=True)
+    assert len(callbacks) == 1  # sent by a worker after commit, not inside the request
+    assert "queued for qa@example.com, boss@example.com" in response.content.decode()
     [message] = mail.outbox
     assert message.subject == "[Test] Hi Jane"
     assert message.to == ["qa@example.com", "boss@example.com"]
@@ -190,3 +194,64 @@ def test_versions_are_read_only_in_the_admin(client):
     version.refresh_from_db()
     assert version.subject == "Hello {{ contact.first_name }}"
     assert client.get("/admin/templates_app/templateversion/add/").status_code == 403
+
+
+def test_an_admin_save_validates_and_compiles_the_template_once(client, monkeypatch):
+    membership = staff_member(Role.MANAGER)
+    client.force_login(membership.user)
+    compiled = []
+    real_check = rendering.check_source
+    monkeypatch.setattr(
+        rendering, "check_source", lambda *args, **kwargs: compiled.append(1) or real_check(*args, **kwargs)
+    )
+    blank = MessageTemplate(organization=membership.organization, name="Once", subject="Hi")
+    data = {**form_data(blank, html_body="<p>Hi</p>"), "organization": str(membership.organization.pk)}
+    assert client.post(f"{ADMIN}add/", data).status_code == 302
+    assert len(compiled) == 1
+
+
+def test_what_the_service_refuses_is_shown_on_the_form_with_the_data_as_submitted(client):
+    membership = staff_member(Role.MANAGER)
+    client.force_login(membership.user)
+    blank = MessageTemplate(organization=membership.organization, name="Typo", subject="Hi")
+    data = {**form_data(blank, html_body="<p>{{ promo_cod }}</p>"), "organization": str(membership.organization.pk)}
+    response = client.post(f"{ADMIN}add/", data)
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert "line 1: unknown variable &#x27;promo_cod&#x27; (declare it in variables)" in content
+    assert "&lt;p&gt;{{ promo_cod }}&lt;/p&gt;</textarea>" in content
+    assert not MessageTemplate.objects.exists()
+
+
+def test_renaming_a_layout_in_use_through_the_admin_shows_the_conflict(client):
+    membership = staff_member(Role.MANAGER)
+    layout = LayoutFactory(organization=membership.organization, name="brand")
+    MessageTemplateFactory(
+        organization=membership.organization,
+        name="Uses it",
+        html_body='{% extends "layout:brand" %}{% block content %}x{% endblock %}',
+    )
+    client.force_login(membership.user)
+    url = f"/admin/templates_app/layout/{layout.pk}/change/"
+    response = client.post(url, {"name": "renamed", "html": LAYOUT_HTML})
+    assert response.status_code == 200
+    assert "Layout &#x27;brand&#x27; is named by template &#x27;Uses it&#x27;; it cannot be renamed." in (
+        response.content.decode()
+    )
+    layout.refresh_from_db()
+    assert layout.name == "brand"
+    assert client.post(url, {"name": "brand", "html": LAYOUT_HTML.replace("layout", "v2")}).status_code == 302
+    layout.refresh_from_db()
+    assert 'class="v2"' in layout.html
+
+
+def test_footer_admin_shows_the_services_errors(client):
+    membership = staff_member(Role.MANAGER)
+    client.force_login(membership.user)
+    response = client.post(
+        "/admin/templates_app/emailfooter/add/",
+        {"organization": str(membership.organization.pk), "html": "<p>Bye</p>", "text": "{{ unsubscribe_url }}"},
+    )
+    assert response.status_code == 200
+    assert "The footer must contain {{ unsubscribe_url }}." in response.content.decode()
+    assert not EmailFooter.objects.exists()

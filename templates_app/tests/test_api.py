@@ -285,7 +285,9 @@ def test_preview_with_a_contact_escapes_html_but_not_subject_or_text(member_clie
 
 def test_preview_with_a_context(member_client):
     client, _, organization = member_client(Role.MANAGER)
-    template = MessageTemplateFactory(organization=organization, html_body=f"<p>{{{{ promo }}}}</p>{UNSUBSCRIBE}")
+    template = MessageTemplateFactory(
+        organization=organization, html_body=f"<p>{{{{ promo }}}}</p>{UNSUBSCRIBE}", variables={"promo": "FIVE"}
+    )
     response = client.post(
         preview_url(template), {"context": {"promo": "TEN", "contact": {"first_name": "Bo"}}}, format="json"
     )
@@ -294,14 +296,16 @@ def test_preview_with_a_context(member_client):
     assert "<p>TEN</p>" in response.json()["html"]
 
 
-def test_preview_of_an_undefined_variable_is_400_with_field_and_line(member_client):
+def test_preview_of_an_undefined_value_is_400_with_field_and_line(member_client):
     client, _, organization = member_client(Role.MANAGER)
     template = MessageTemplateFactory(
-        organization=organization, html_body=f"<p>x</p>\n<p>{{{{ promo }}}}</p>{UNSUBSCRIBE}"
+        organization=organization, html_body=f"<p>x</p>\n<p>{{{{ contact.attributes.tier }}}}</p>{UNSUBSCRIBE}"
     )
     response = client.post(preview_url(template), {}, format="json")
     assert response.status_code == 400
-    assert response.json() == {"html_body": ["line 2: 'promo' is undefined"]}
+    assert response.json() == {"html_body": ["line 2: 'dict object' has no attribute 'tier'"]}
+    context = {"contact": {"attributes": {"tier": "gold"}}}
+    assert client.post(preview_url(template), {"context": context}, format="json").status_code == 200
 
 
 def test_preview_with_another_organizations_contact_is_400_naming_the_field(member_client):
@@ -378,3 +382,137 @@ def test_another_organizations_layout_cannot_be_used(member_client):
         assert response.status_code == 400
         assert response.json() == {"html_body": ["line 2: layout 'theirs' not found"]}
     assert client.get(f"{LAYOUTS}{theirs.pk}/").status_code == 404
+
+
+# --- Refused on save with a 400, never a 500 -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{{ " + "(" * 300 + "1" + ")" * 300 + " }}",
+        "{{ x" + "|e" * 2000 + " }}",
+        "{{ x" + " + x" * 250 + " }}",  # Python refuses the generated code: "too many nested parentheses"
+        "{% for a in x %}" * 25 + "y" + "{% endfor %}" * 25,  # "too many statically nested blocks"
+        "{% if x %}" * 150 + "y" + "{% endif %}" * 150,
+    ],
+    ids=["parentheses", "filters", "operators", "loops", "conditions"],
+)
+def test_a_template_nested_too_deeply_is_400_naming_the_field(member_client, body):
+    client, _, _ = member_client(Role.MANAGER)
+    response = client.post(
+        TEMPLATES, {"name": "Deep", "subject": "s", "html_body": body, "variables": {"x": ""}}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"html_body": ["the template is nested too deeply"]}
+
+
+def test_html_that_pythons_parser_refuses_is_saved_with_the_footer_appended(member_client):
+    client, _, _ = member_client(Role.MANAGER)
+    body = "<html><body><![foo[ x ]]><p>Sale</p></body></html>"
+    response = client.post(TEMPLATES, {"name": "Odd", "subject": "s", "html_body": body}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["html_body"].startswith("<html><body><![foo[ x ]]><p>Sale</p>" + EmailFooter.DEFAULT_HTML)
+    preview = client.post(preview_url(MessageTemplate.objects.get()), {}, format="json")
+    assert preview.status_code == 200
+
+
+def test_a_template_and_its_layouts_are_limited_in_size_together(member_client):
+    client, _, organization = member_client(Role.MANAGER)
+    filler = "<p>" + "x" * 400_000 + "</p>"
+    for name in ("one", "two"):
+        LayoutFactory(organization=organization, name=name, html=LAYOUT_HTML + filler)
+    body = '<p>Hi</p>{% include "layout:two" %}' + filler
+    response = client.post(
+        TEMPLATES,
+        {"name": "Big", "subject": "s", "html_body": body, "layout": str(Layout.objects.get(name="one").pk)},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "html_body": ["the template, its layouts and its other parts are larger than 1,000,000 characters together"]
+    }
+
+
+def test_a_template_too_complex_to_compile_is_400(member_client):
+    client, _, _ = member_client(Role.MANAGER)
+    body = "{{ x.y }}" * 6000 + UNSUBSCRIBE
+    response = client.post(
+        TEMPLATES, {"name": "Busy", "subject": "s", "html_body": body, "variables": {"x": {"y": 1}}}, format="json"
+    )
+    assert response.status_code == 400
+    [message] = response.json()["html_body"]
+    assert message.startswith("the template is too complex to compile: 12,0")
+    assert message.endswith("Jinja elements, at most 5,000 with its layouts")
+
+
+# --- Variables -----------------------------------------------------------------------------------------------
+
+
+def test_an_unknown_variable_is_400_naming_field_line_and_name(member_client):
+    client, _, _ = member_client(Role.MANAGER)
+    payload = {
+        "name": "Typo",
+        "subject": "{{ promo_code }} for {{ contact.first_name }}",
+        "html_body": f"<p>Hi</p>\n<p>Use {{{{ promo_cod }}}}</p>{UNSUBSCRIBE}",
+        "variables": {"promo_code": "TEN"},
+    }
+    response = client.post(TEMPLATES, payload, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"html_body": ["line 2: unknown variable 'promo_cod' (declare it in variables)"]}
+
+    payload["html_body"] = f"<p>Use {{{{ promo_code }}}}</p>{UNSUBSCRIBE}"
+    assert client.post(TEMPLATES, payload, format="json").status_code == 201
+
+
+def test_variables_a_template_sets_itself_and_jinjas_globals_are_known(member_client):
+    client, _, _ = member_client(Role.MANAGER)
+    body = (
+        "{% set greeting = 'Hi' %}{% if contact.attributes.vip %}{% set tier = 'VIP' %}{% endif %}"
+        "{% set ns = namespace(count=0) %}{% for i in range(3) %}{% set ns.count = ns.count + loop.index %}{% endfor %}"
+        "{% macro item(name) %}<li>{{ name }}{{ caller() if caller }}</li>{% endmacro %}"
+        "<p>{{ greeting }} {{ tier|default('') }} {{ ns.count }} {{ item('a') }} {{ cycler('a', 'b').next() }}</p>"
+        "{% with n = 2 %}{{ n }}{% endwith %}" + UNSUBSCRIBE
+    )
+    response = client.post(TEMPLATES, {"name": "Own", "subject": "s", "html_body": body}, format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_unknown_variables_are_found_in_every_part_and_in_layouts(member_client):
+    client, _, organization = member_client(Role.MANAGER)
+    LayoutFactory(organization=organization, name="brand", html=LAYOUT_HTML.replace("<html>", "<html>{{ banner }}"))
+    response = client.post(
+        TEMPLATES,
+        {
+            "name": "Parts",
+            "subject": "{{ subjekt }}",
+            "preheader": "{{ teaser }}",
+            "html_body": "<p>x</p>",
+            "text_body": "{{ body_text }}",
+            "layout": str(Layout.objects.get(name="brand").pk),
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "subject": ["line 1: unknown variable 'subjekt' (declare it in variables)"],
+        "preheader": ["line 1: unknown variable 'teaser' (declare it in variables)"],
+        "html_body": ["layout:brand, line 1: unknown variable 'banner' (declare it in variables)"],
+        "text_body": ["line 1: unknown variable 'body_text' (declare it in variables)"],
+    }
+    response = client.post(
+        TEMPLATES,
+        {
+            "name": "Wa",
+            "channel": "whatsapp",
+            "whatsapp_template_name": "order",
+            "whatsapp_language": "en",
+            "whatsapp_parameters": {"body": ["{{ order }}", "{{ ordr }}"]},
+            "variables": {"order": "A-1"},
+        },
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json() == {
+        "whatsapp_parameters": ["body[1]: line 1: unknown variable 'ordr' (declare it in variables)"]
+    }

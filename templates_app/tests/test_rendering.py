@@ -216,3 +216,20 @@ def test_template_preview_renders_a_saved_template_for_a_contact():
     rendered = selectors.template_preview(template=template, contact=contact)
     assert rendered.subject == "Hi Ann from Acme"
     assert "<p>Hi Ann!</p>" in rendered.html
+
+
+def test_the_compiled_cache_is_bounded_by_source_size_as_well_as_entries():
+    cache = rendering._BoundedCache(entries=3, weight=100)
+    for key in "abc":
+        cache.put(key, key, weight=30)
+    assert cache.get("a") == "a"  # now the most recently used
+    cache.put("d", "d", weight=30)  # 120 > 100: the least recently used goes
+    assert (cache.get("b"), cache.get("a"), cache.weight) == (None, "a", 90)
+    cache.put("huge", "huge", weight=101)
+    assert cache.get("huge") is None
+    cache.put("e", "e", weight=5)
+    assert len(cache.entries) == 3
+    source = email(html_body="<p>" + "x" * 1000 + "</p>")
+    rendering.cache_clear()
+    rendering.prepare(source, organization_id="weighed")
+    assert rendering.cache_info().chars == source.chars() == 1 + 1007

@@ -5,8 +5,8 @@ import time
 import pytest
 
 from accounts.models import Role
-from templates_app.rendering import RenderError, TemplateSource, check_source, render_message
-from templates_app.sandbox import RenderLimits
+from templates_app.rendering import RenderError, TemplateSource, check_source, prepare, render_message
+from templates_app.sandbox import RenderLimits, value_size
 from templates_app.tests.factories import MessageTemplateFactory
 
 TEMPLATES = "/api/v1/templates/"
@@ -164,7 +164,9 @@ def test_saving_a_template_with_private_attributes_is_400(member_client, body, m
 )
 def test_previewing_an_escape_attempt_is_400_with_the_reason(member_client, body, context, reason):
     client, _, organization = member_client(Role.MANAGER)
-    template = MessageTemplateFactory(organization=organization, html_body=f"<p>{body}</p>{UNSUBSCRIBE}")
+    template = MessageTemplateFactory(
+        organization=organization, html_body=f"<p>{body}</p>{UNSUBSCRIBE}", variables=dict.fromkeys(context, "")
+    )
     response = client.post(f"{TEMPLATES}{template.pk}/preview", {"context": context}, format="json")
     assert response.status_code == 400
     [message] = response.json()["html_body"]
@@ -180,3 +182,180 @@ def test_an_oversized_template_is_400(member_client):
     response = client.post(TEMPLATES, {"name": "Huge", "subject": "s", "html_body": body}, format="json")
     assert response.status_code == 400
     assert response.json()["html_body"] == ["The template is larger than 512 KB."]
+
+
+# --- Output counted wherever it comes from ---------------------------------------------------------
+
+LOOPING_LAYOUT = "{% for i in range(100000) %}{% block content %}{% endblock %}{% endfor %}"
+SMALL_OUTPUT = RenderLimits(max_output=50_000, max_produced=200_000)
+
+
+def render_with_layouts(body: str, layouts: dict[str, str], layout: str = "", limits: RenderLimits = SMALL_OUTPUT):
+    source = TemplateSource(channel="email", subject="Hi", html_body=body, layout=layout, layouts=layouts)
+    return render_message(source, {}, organization_id="sandbox-tests", limits=limits)
+
+
+@pytest.mark.parametrize(
+    ("body", "layout_html"),
+    [
+        ("{{ 'y' * 100000 }}", LOOPING_LAYOUT),
+        ("static text " * 100, LOOPING_LAYOUT),
+        ("{{ 'y' * 100000 }}", "{% set x %}" + LOOPING_LAYOUT + "{% endset %}{{ x|length }}"),
+        ("static text " * 100, "{% filter upper %}" + LOOPING_LAYOUT + "{% endfilter %}"),
+    ],
+    ids=["dynamic", "static", "dynamic-collected", "static-collected"],
+)
+def test_a_block_repeated_by_its_layout_is_counted_and_refused_quickly(body, layout_html):
+    # The block's output is "top level" in the body, but the layout's loop repeats it.
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_with_layouts(body, {"loop": layout_html}, layout="loop")
+    assert "larger than 50,000 characters" in caught.value.message or "more than 200,000" in caught.value.message
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{% for i in range(100000) %}{% include "layout:part" %}{% endfor %}',
+        '{% set x %}{% for i in range(100000) %}{% include "layout:part" %}{% endfor %}{% endset %}{{ x|length }}',
+    ],
+    ids=["streamed", "collected"],
+)
+def test_an_include_in_a_loop_is_counted_and_refused_quickly(body):
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_with_layouts(body, {"part": "{{ 'y' * 1000 }} and some text"})
+    assert "larger than 50,000 characters" in caught.value.message or "more than 200,000" in caught.value.message
+    assert time.monotonic() - started < 1
+
+
+def test_top_level_output_is_counted_as_it_is_produced_not_after_collecting_it():
+    # Every {{ big }} is escaped into a new 1 MB string: refused at the first one over the cap.
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_html("{{ big }}" * 500, {"big": "&" * 200_000}, limits=RenderLimits(max_output=300_000))
+    assert "the output is larger than 300,000 characters" in caught.value.message
+    assert time.monotonic() - started < 1
+
+
+# --- Values that repeat references ----------------------------------------------------------------------
+
+DOUBLING = "{% set a0 = 'x' * 1000 %}" + "".join(f"{{% set a{n + 1} = [a{n}, a{n}] %}}" for n in range(20))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        DOUBLING + "{{ a20|string }}",
+        DOUBLING + "{{ a20 }}",
+        "{% set a = 'x' * 900000 %}{% set ns = namespace(a=a, b=a) %}{{ ns|string }}",
+        "{% set a = 'x' * 900000 %}{% set d = {'a': a, 'b': a} %}{{ d|tojson }}",
+        "{% set a = 'x' * 900000 %}{% set ns = namespace() %}{% set ns.a = a %}{% set ns.b = a %}{{ ns }}",
+        "{% set a = 'x' * 600000 %}{% set t = (a, a) %}{{ t ~ '' }}",
+        "{% set a = 'x' * 600000 %}{{ '%s%s' % (a, a) }}",
+        "{% set a = 'x' * 900000 %}{{ ('%(a)s' * 1000) % {'a': a} }}",
+        "{% set a = 'x' * 900000 %}{{ ('{0}' * 1000).format(a) }}",
+        "{% set a = 'x' * 900000 %}{{ ('{a}' * 1000).format_map({'a': a}) }}",
+        "{% set a = 'x' * 900000 %}{{ ('%(a)s' * 1000)|format(a=a) }}",
+        "{% set a = 'x' * 600000 %}{{ [a, a]|join }}",
+        "{% set n = 2 ** 4000 %}{{ ([n] * 1000)|string }}",
+    ],
+    ids=[
+        "list-doubling|string",
+        "list-doubling output",
+        "namespace()|string",
+        "dict|tojson",
+        "namespace attributes output",
+        "tuple ~",
+        "tuple %",
+        "named % repeated",
+        "format repeated",
+        "format_map repeated",
+        "|format repeated",
+        "|join",
+        "numbers|string",
+    ],
+)
+def test_repeated_references_are_measured_before_anything_is_built(body):
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_html(body)
+    assert "larger than 1,000,000" in caught.value.message
+    assert time.monotonic() - started < 1
+
+
+def test_sizes_count_shared_values_each_time_and_stop_at_cycles():
+    text = "x" * 10
+    pair = [text, text]
+    assert value_size(pair, 1000) == 3 + 20
+    assert value_size([pair, pair], 1000) == 3 + 2 * 23
+    nested = text
+    for _ in range(64):
+        nested = [nested, nested]  # 2**64 references: measured in 64 steps
+    assert value_size(nested, 1_000_000) == 1_000_001
+    loop: list = []
+    loop.append(loop)
+    assert value_size(loop, 1000) < 10
+    assert value_size({"n": 10**30}, 1000) == 2 + 1 + 34  # a number counts its digits
+
+
+@pytest.mark.parametrize(
+    "use",
+    ["{{ ns }}", "{{ holder }}", "{{ holder|string }}", "{{ holder ~ '' }}", "{{ '%s' % (holder,) }}", "{{ m() }}"],
+)
+def test_a_namespace_that_grew_after_being_referenced_is_measured_when_used(use):
+    # A namespace is the one value a template can change: a list that holds one was small when built.
+    body = (
+        "{% set a = 'x' * 400000 %}{% set ns = namespace() %}{% set holder = [ns, ns, ns] %}"
+        "{% set ns.a = a %}{% set ns.b = a %}{% set ns.c = a %}{% macro m() %}{{ holder }}{% endmacro %}" + use
+    )
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        render_html(body)
+    assert "larger than 1,000,000 characters" in caught.value.message
+    assert time.monotonic() - started < 1
+    cyclic = "{% set ns = namespace(n=1) %}{% set ns.me = ns %}{{ [ns, ns]|length }}"
+    assert render_html(cyclic).html == "2"
+
+
+def test_filters_are_not_run_at_compile_time():
+    # Jinja folds constant expressions when compiling; a filter folded there would escape the render limits
+    # (and {{ 'x'|center(900000) }} a thousand times would build gigabytes in the compiler).
+    with pytest.raises(RenderError) as caught:
+        render_html("{{ 'x'|center(50) }}", limits=RenderLimits(max_value=10))
+    assert "larger than 10 characters" in caught.value.message
+
+
+# --- The deadline without loops or calls ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{{ big|upper|length }}" * 400, "{{ (big ~ 'x')|length }}" * 400, "{{ (big + 'x')|length }}" * 400],
+    ids=["filter", "concatenation", "operator"],
+)
+def test_the_deadline_holds_for_code_without_loops_or_calls(body):
+    compiled = prepare(TemplateSource(channel="email", subject="Hi", html_body=body), organization_id="deadline")
+    started = time.monotonic()
+    with pytest.raises(RenderError) as caught:
+        compiled.render({"big": "a" * 999_000}, limits=RenderLimits(timeout=0.01))
+    assert "longer than 0.01 s" in caught.value.message
+    assert time.monotonic() - started < 0.2
+
+
+@pytest.mark.parametrize("name", ["urlize", "title", "striptags", "wordwrap"])
+def test_slow_text_filters_refuse_long_texts(name):
+    with pytest.raises(RenderError) as caught:
+        render_html(f"{{{{ big|{name} }}}}", {"big": "ab " * 40_000})
+    assert f"{name} works on at most" in caught.value.message
+
+
+# --- Calls ------------------------------------------------------------------------------------------------
+
+
+def test_a_namespace_cannot_pass_for_a_callable_of_the_sandbox():
+    with pytest.raises(RenderError) as caught:
+        render_html("{% set fake = namespace(_cc_sandboxed_call=true) %}{{ fake() }}")
+    assert "is not allowed" in caught.value.message
+    assert render_html("{{ '{} and {}'.format(1, 2) }}").html == "1 and 2"

@@ -1,13 +1,16 @@
+import uuid
+
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
 
 from accounts.tests.factories import OrganizationFactory
 from config.errors import DomainError
-from templates_app import rendering, services
+from templates_app import rendering, selectors, services
 from templates_app.models import EmailFooter
 from templates_app.selectors import sender_address
-from templates_app.tests.factories import MessageTemplateFactory
+from templates_app.tasks import template_send_test_task
+from templates_app.tests.factories import LayoutFactory, MessageTemplateFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +45,9 @@ def test_send_test_refuses_bad_input_and_sends_nothing():
     sms = MessageTemplateFactory(channel="sms", sms_body="Hi", subject="", html_body="")
     with pytest.raises(DomainError):
         services.template_send_test(template=sms, to=["a@example.com"])
-    broken = MessageTemplateFactory(html_body='<p>{{ nope }}</p><a href="{{ unsubscribe_url }}">u</a>')
+    broken = MessageTemplateFactory(
+        html_body='<p>{{ contact.attributes.nope }}</p><a href="{{ unsubscribe_url }}">u</a>'
+    )
     with pytest.raises(rendering.RenderError):
         services.template_send_test(template=broken, to=["a@example.com"])
     assert mail.outbox == []
@@ -72,6 +77,22 @@ def test_the_footer_must_carry_the_unsubscribe_link():
     assert EmailFooter.objects.get(organization=organization) == footer
 
 
+def test_a_footer_may_only_read_what_every_template_has():
+    organization = OrganizationFactory()
+    with pytest.raises(ValidationError) as caught:
+        services.email_footer_set(
+            organization=organization,
+            html='<a href="{{ unsubscribe_url }}">{{ shop_name }}</a>',
+            text="{{ unsubscribe_url }} {{ organization.name }}",
+        )
+    assert caught.value.message_dict == {
+        "html": [
+            "line 1: unknown variable 'shop_name' (a footer can only use callback_url, campaign, contact, "
+            "organization, unsubscribe_url, view_in_browser_url)"
+        ]
+    }
+
+
 def test_variables_must_be_plain_names():
     organization = OrganizationFactory()
     with pytest.raises(ValidationError) as caught:
@@ -81,3 +102,44 @@ def test_variables_must_be_plain_names():
         "'bad name' is not a valid variable name (letters, digits and _, not starting with _).",
         "'_x' is not a valid variable name (letters, digits and _, not starting with _).",
     ]
+
+
+def test_the_send_test_task_sends_and_gives_up_quietly_on_what_it_cannot_send(caplog):
+    template = MessageTemplateFactory(subject="Hi {{ contact.first_name }}")
+    template_send_test_task.delay(template_id=str(template.pk), to=["qa@example.com"], sent_by="a later version")
+    [message] = mail.outbox
+    assert (message.subject, message.to) == ("[Test] Hi Jane", ["qa@example.com"])
+
+    broken = MessageTemplateFactory(
+        html_body='<p>{{ contact.attributes.nope }}</p><a href="{{ unsubscribe_url }}">u</a>'
+    )
+    template_send_test_task.delay(template_id=str(broken.pk), to=["qa@example.com"])
+    template_send_test_task.delay(template_id=str(uuid.uuid4()), to=["qa@example.com"])
+    assert len(mail.outbox) == 1
+    assert "has no attribute 'nope'" in caplog.text
+
+
+def test_queueing_a_test_checks_everything_first_and_sends_after_commit(django_capture_on_commit_callbacks):
+    template = MessageTemplateFactory()
+    with pytest.raises(ValidationError):
+        services.template_send_test_queue(template=template, to=["not an address"])
+    broken = MessageTemplateFactory(html_body='<p>{{ contact.attributes.x }}</p><a href="{{ unsubscribe_url }}">u</a>')
+    with pytest.raises(rendering.RenderError):
+        services.template_send_test_queue(template=broken, to=["qa@example.com"])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert services.template_send_test_queue(template=template, to=[" qa@example.com "]) == ["qa@example.com"]
+        assert mail.outbox == []
+    assert len(callbacks) == 1
+    assert [message.to for message in mail.outbox] == [["qa@example.com"]]
+
+
+def test_layout_users_is_a_keyword_only_read():
+    layout = LayoutFactory(name="brand")
+    MessageTemplateFactory(
+        organization=layout.organization,
+        name="Named",
+        html_body='{% extends "layout:brand" %}{% block content %}x{% endblock %}',
+    )
+    assert selectors.layout_users(layout=layout) == ["template 'Named'"]
+    with pytest.raises(TypeError):
+        selectors.layout_users(layout)
