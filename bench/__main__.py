@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "templates": "templates_render",
     "expand": "campaign_expand",
     "dryrun": "campaign_dry_run",
+    "send": "send_pipeline",
 }
 
 
