@@ -15,8 +15,9 @@ Dispatch (a beat task every few seconds, safe to run on many workers at once):
 
 Send (a task per chunk): for each message, render it, then a conditional UPDATE
 moves it claimed -> sending only if this task's lease still holds (a redelivered
-or late task finds nothing to do), commit, call the provider, and commit
-sent (or retry / failed). One email connection is reused for the whole chunk.
+or late task finds nothing to do), commit, call the provider; `sent` is recorded
+for runs of a few messages in one statement (or retry / failed at once). One email
+connection is reused for the whole chunk.
 A paused campaign's claimed messages are released back to queued, untouched.
 Temporary failures are retried after 1, 2 and 4 minutes, then the message fails.
 """
@@ -34,6 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -255,6 +257,9 @@ def _callback_url(message: Message) -> str:
     )
 
 
+SENT_FLUSH_EVERY = 20
+
+
 def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     """Send the claimed messages of one chunk; safe to run twice (the lease decides)."""
     result = SendResult()
@@ -278,10 +283,10 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
         )
     )
     renderers: dict[tuple, _CampaignRenderer] = {}
-    sent_contacts: list[int] = []
-    connection = get_connection()
+    sent: list[tuple[int, str, datetime, int]] = []  # (message id, provider id, sent at, contact id)
+    mailer = get_connection()
     try:
-        connection.open()
+        mailer.open()
         for message in messages:
             mine = Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
             if message.campaign_id not in running:
@@ -302,39 +307,85 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 mine.update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
                 result.failed += 1
                 continue
-            # Commit `sending` before the provider call: if this process dies during the
-            # call, the message becomes `unknown` rather than being sent again.
-            # A fresh lease for the provider call itself: time spent waiting in the queue must not
-            # count against it, or a slow batch would see its in-flight message marked unknown.
-            sending_lease = timezone.now() + lease_duration()
-            if mine.update(status=M.SENDING, attempts=message.attempts + 1, lease_until=sending_lease) != 1:
+            # Commit `sending` before the provider call: if this process dies during the call,
+            # the message becomes `unknown` rather than being sent again. The lease is fresh:
+            # time the chunk spent waiting in the queue must not count against the call.
+            if not _mark_sending(message, lease):
                 result.skipped += 1
                 continue
-            email.connection = connection
+            email.connection = mailer
             try:
-                connection.send_messages([email])
+                mailer.send_messages([email])
             except Exception as exc:  # every provider error is sorted, none is lost
                 outcome = classify(exc)
                 _record_failure(message, outcome)
                 result.retried += isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS)
                 result.failed += not (isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS))
-                _reopen(connection)
+                _reopen(mailer)
                 continue
             anymail_id = getattr(getattr(email, "anymail_status", None), "message_id", None)
-            Message.objects.filter(pk=message.pk, status=M.SENDING).update(
-                status=M.SENT,
-                sent_at=timezone.now(),
-                provider_message_id=anymail_id or provider_id.strip("<>"),
-                lease_until=None,
-                last_error="",
-            )
-            sent_contacts.append(message.contact_id)
+            sent.append((message.pk, anymail_id or provider_id.strip("<>"), timezone.now(), message.contact_id))
             result.sent += 1
+            if len(sent) >= SENT_FLUSH_EVERY:
+                _record_sent(sent)
+                sent = []
     finally:
-        connection.close()
-        if sent_contacts:
-            Contact.objects.filter(pk__in=sent_contacts).update(last_contacted_at=timezone.now())
+        mailer.close()
+        _record_sent(sent)
     return result
+
+
+def _mark_sending(message: Message, lease: datetime) -> bool:
+    """claimed -> sending, only while this task's lease holds; committed at once (autocommit)."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE campaigns_message SET status = %s, attempts = %s, lease_until = %s "
+            "WHERE id = %s AND status = %s AND lease_until = %s",
+            [
+                M.SENDING,
+                message.attempts + 1,
+                _db_time(timezone.now() + lease_duration()),
+                message.pk,
+                M.CLAIMED,
+                _db_time(lease),
+            ],
+        )
+        return cursor.rowcount == 1
+
+
+def _record_sent(sent: list[tuple[int, str, datetime, int]]) -> None:
+    """Record a run of sent messages in one statement, and their contacts' last contact time.
+
+    Recorded every few messages rather than one by one: if the worker dies before a run is
+    recorded, those messages stay `sending` and become `unknown` (never sent again), which is
+    the same outcome as dying during the provider call, for at most SENT_FLUSH_EVERY messages.
+    """
+    if not sent:
+        return
+    with transaction.atomic(), db_connection.cursor() as cursor:
+        if db_connection.vendor == "postgresql":
+            # `sent` may be lost in a database crash without harm: the message would become `unknown`.
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            values = ", ".join(["(%s::bigint, %s::varchar, %s::timestamptz)"] * len(sent))
+            cursor.execute(
+                f"UPDATE campaigns_message m SET status = %s, provider_message_id = v.p, sent_at = v.t, "
+                f"lease_until = NULL, last_error = '' FROM (VALUES {values}) AS v(id, p, t) "
+                "WHERE m.id = v.id AND m.status = %s",
+                [M.SENT, *[item for row in sent for item in row[:3]], M.SENDING],
+            )
+        else:
+            cursor.executemany(
+                "UPDATE campaigns_message SET status = %s, provider_message_id = %s, sent_at = %s, "
+                "lease_until = NULL, last_error = '' WHERE id = %s AND status = %s",
+                [(M.SENT, provider_id, _db_time(at), pk, M.SENDING) for pk, provider_id, at, _ in sent],
+            )
+        Contact.objects.filter(pk__in=[row[3] for row in sent]).update(last_contacted_at=timezone.now())
+
+
+def _db_time(value: datetime):
+    if db_connection.vendor == "sqlite":
+        return db_connection.ops.adapt_datetimefield_value(value)
+    return value
 
 
 def _problem_text(exc: Exception) -> str:
