@@ -13,11 +13,12 @@ Dispatch (a beat task every few seconds, safe to run on many workers at once):
      step 0 who did not open, or click).
   5. Running campaigns with nothing left pending are completed.
 
-Send (a task per chunk): for each message, render it, then a conditional UPDATE
-moves it claimed -> sending only if this task's lease still holds (a redelivered
-or late task finds nothing to do), commit, call the provider; `sent` is recorded
-for runs of a few messages in one statement (or retry / failed at once). One email
-connection is reused for the whole chunk.
+Send (a task per chunk), in groups of ten messages: render them, then one conditional
+UPDATE moves them claimed -> sending only where this task's lease still holds (a
+redelivered or late task finds nothing to do), commit, call the provider for each, and
+record the group's `sent` in one statement (retry / failed per message at once). One
+email connection is reused for the whole chunk. A worker that dies mid-group leaves at
+most that group `unknown`; nothing is ever sent twice.
 A paused campaign's claimed messages are released back to queued, untouched.
 Temporary failures are retried after 1, 2 and 4 minutes, then the message fails.
 """
@@ -257,7 +258,8 @@ def _callback_url(message: Message) -> str:
     )
 
 
-SENT_FLUSH_EVERY = 20
+GROUP = 10  # messages moved to `sending` together; the most a crash can leave `unknown`
+SENT_FLUSH_EVERY = GROUP
 
 
 def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
@@ -283,82 +285,89 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
         )
     )
     renderers: dict[tuple, _CampaignRenderer] = {}
-    sent: list[tuple[int, str, datetime, int]] = []  # (message id, provider id, sent at, contact id)
     mailer = get_connection()
     try:
         mailer.open()
-        for message in messages:
-            mine = Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
-            if message.campaign_id not in running:
-                result.released += mine.update(status=M.QUEUED, lease_until=None)  # paused: back in line
+        for start in range(0, len(messages), GROUP):
+            ready: list[tuple[Message, EmailMultiAlternatives, str]] = []
+            for message in messages[start : start + GROUP]:
+                mine = Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
+                if message.campaign_id not in running:
+                    result.released += mine.update(status=M.QUEUED, lease_until=None)  # paused: back in line
+                    continue
+                if message.campaign.channel != Channel.EMAIL:
+                    mine.update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
+                    result.failed += 1
+                    continue
+                try:
+                    key = (message.campaign_id, message.step, message.variant_id)
+                    renderer = renderers.get(key)
+                    if renderer is None:
+                        renderer = renderers[key] = _CampaignRenderer(message.campaign, message.step, message.variant)
+                    email, provider_id = renderer.build(message)
+                except rendering.TemplateProblem as exc:
+                    # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.
+                    mine.update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
+                    result.failed += 1
+                    continue
+                ready.append((message, email, provider_id))
+            if not ready:
                 continue
-            if message.campaign.channel != Channel.EMAIL:
-                mine.update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
-                result.failed += 1
-                continue
+            # Commit `sending` before the provider calls: if this process dies during them, the
+            # messages become `unknown` rather than being sent again. The lease is fresh: time
+            # the chunk spent waiting in the queue must not count against the calls.
+            marked = _mark_sending([message for message, _, _ in ready], lease)
+            result.skipped += len(ready) - len(marked)
+            sent: list[tuple[int, str, datetime, int]] = []
             try:
-                key = (message.campaign_id, message.step, message.variant_id)
-                renderer = renderers.get(key)
-                if renderer is None:
-                    renderer = renderers[key] = _CampaignRenderer(message.campaign, message.step, message.variant)
-                email, provider_id = renderer.build(message)
-            except rendering.TemplateProblem as exc:
-                # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.
-                mine.update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
-                result.failed += 1
-                continue
-            # Commit `sending` before the provider call: if this process dies during the call,
-            # the message becomes `unknown` rather than being sent again. The lease is fresh:
-            # time the chunk spent waiting in the queue must not count against the call.
-            if not _mark_sending(message, lease):
-                result.skipped += 1
-                continue
-            email.connection = mailer
-            try:
-                mailer.send_messages([email])
-            except Exception as exc:  # every provider error is sorted, none is lost
-                outcome = classify(exc)
-                _record_failure(message, outcome)
-                result.retried += isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS)
-                result.failed += not (isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS))
-                _reopen(mailer)
-                continue
-            anymail_id = getattr(getattr(email, "anymail_status", None), "message_id", None)
-            sent.append((message.pk, anymail_id or provider_id.strip("<>"), timezone.now(), message.contact_id))
-            result.sent += 1
-            if len(sent) >= SENT_FLUSH_EVERY:
+                for message, email, provider_id in ready:
+                    if message.pk not in marked:
+                        continue
+                    email.connection = mailer
+                    try:
+                        mailer.send_messages([email])
+                    except Exception as exc:  # every provider error is sorted, none is lost
+                        outcome = classify(exc)
+                        _record_failure(message, outcome)
+                        retry = isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS)
+                        result.retried += retry
+                        result.failed += not retry
+                        _reopen(mailer)
+                        continue
+                    anymail_id = getattr(getattr(email, "anymail_status", None), "message_id", None)
+                    sent.append((message.pk, anymail_id or provider_id.strip("<>"), timezone.now(), message.contact_id))
+                    result.sent += 1
+            finally:
                 _record_sent(sent)
-                sent = []
     finally:
         mailer.close()
-        _record_sent(sent)
     return result
 
 
-def _mark_sending(message: Message, lease: datetime) -> bool:
-    """claimed -> sending, only while this task's lease holds; committed at once (autocommit)."""
+def _mark_sending(messages: list[Message], lease: datetime) -> set[int]:
+    """claimed -> sending for a group, only while this task's lease holds; committed at once.
+    Returns the ids that moved."""
     with db_connection.cursor() as cursor:
+        placeholders = ", ".join(["%s"] * len(messages))
         cursor.execute(
-            "UPDATE campaigns_message SET status = %s, attempts = %s, lease_until = %s "
-            "WHERE id = %s AND status = %s AND lease_until = %s",
+            f"UPDATE campaigns_message SET status = %s, attempts = attempts + 1, lease_until = %s "
+            f"WHERE id IN ({placeholders}) AND status = %s AND lease_until = %s RETURNING id",
             [
                 M.SENDING,
-                message.attempts + 1,
                 _db_time(timezone.now() + lease_duration()),
-                message.pk,
+                *[message.pk for message in messages],
                 M.CLAIMED,
                 _db_time(lease),
             ],
         )
-        return cursor.rowcount == 1
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _record_sent(sent: list[tuple[int, str, datetime, int]]) -> None:
-    """Record a run of sent messages in one statement, and their contacts' last contact time.
+    """Record a group of sent messages in one statement, and their contacts' last contact time.
 
-    Recorded every few messages rather than one by one: if the worker dies before a run is
-    recorded, those messages stay `sending` and become `unknown` (never sent again), which is
-    the same outcome as dying during the provider call, for at most SENT_FLUSH_EVERY messages.
+    If the worker dies before a group is recorded, its messages stay `sending` and become
+    `unknown` (never sent again): the same outcome as dying during a provider call.
     """
     if not sent:
         return
