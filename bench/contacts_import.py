@@ -102,14 +102,25 @@ def copy_baseline(csv_path: Path) -> float:
 
 
 def clean_database() -> None:
+    """Remove what earlier import runs left, and nothing of the other benchmarks' data."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            "TRUNCATE contacts_importrowerror, contacts_importjob, contacts_contacttag, contacts_listmembership, "
-            "contacts_contactevent, contacts_contact, contacts_tag, contacts_suppression CASCADE"
-        )
-        cursor.execute("DELETE FROM accounts_organization WHERE slug LIKE 'bench-import-%'")
+        cursor.execute("SELECT id FROM accounts_organization WHERE slug LIKE 'bench-import-%%'")
+        org_ids = [row[0] for row in cursor.fetchall()]
+        for org_id in org_ids:
+            cursor.execute(
+                "DELETE FROM contacts_contacttag WHERE tag_id IN (SELECT id FROM contacts_tag WHERE organization_id = %s)",
+                [org_id],
+            )
+            cursor.execute(
+                "DELETE FROM contacts_importrowerror WHERE job_id IN "
+                "(SELECT id FROM contacts_importjob WHERE organization_id = %s)",
+                [org_id],
+            )
+            for table in ("contacts_importjob", "contacts_contact", "contacts_tag", "contacts_suppression"):
+                cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [org_id])
+            cursor.execute("DELETE FROM accounts_organization WHERE id = %s", [org_id])
 
 
 def run() -> str:
