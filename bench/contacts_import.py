@@ -110,7 +110,8 @@ def clean_database() -> None:
         org_ids = [row[0] for row in cursor.fetchall()]
         for org_id in org_ids:
             cursor.execute(
-                "DELETE FROM contacts_contacttag WHERE tag_id IN (SELECT id FROM contacts_tag WHERE organization_id = %s)",
+                "DELETE FROM contacts_contacttag WHERE tag_id IN "
+                "(SELECT id FROM contacts_tag WHERE organization_id = %s)",
                 [org_id],
             )
             cursor.execute(
