@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "expand": "campaign_expand",
     "dryrun": "campaign_dry_run",
     "send": "send_pipeline",
+    "tracking": "tracking_load",
 }
 
 

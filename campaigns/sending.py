@@ -76,6 +76,7 @@ def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> Di
     """Claim due messages and queue send tasks for them (after commit)."""
     from campaigns.services import campaign_complete_if_done, campaign_followup_due, campaign_followup_expand
     from campaigns.tasks import send_batch_task
+    from tracking.guard import guard_enforce
 
     now = now or timezone.now()
     limit = limit or settings.CAMPAIGN_DISPATCH_LIMIT
@@ -88,6 +89,13 @@ def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> Di
     )
     result.started = Campaign.objects.filter(status=CampaignStatus.SCHEDULED, starts_at__lte=now).update(
         status=CampaignStatus.RUNNING
+    )
+    # The complaint-rate guard pauses organizations over the threshold before anything is claimed.
+    guard_enforce(
+        organization_ids=Campaign.objects.filter(status=CampaignStatus.RUNNING).values_list(
+            "organization_id", flat=True
+        ),
+        fresh=False,
     )
     lease = now + lease_duration()
     with transaction.atomic():

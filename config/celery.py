@@ -20,6 +20,11 @@ app.conf.beat_schedule = {
         "schedule": float(os.environ.get("CAMPAIGN_DISPATCH_INTERVAL_SECONDS") or 5),
     },
     "callbacks.sweep": {"task": "callbacks.sweep", "schedule": 60.0},
+    "tracking.flush": {
+        "task": "tracking.flush",
+        "schedule": float(os.environ.get("TRACKING_FLUSH_INTERVAL_SECONDS") or 2),
+    },
+    "tracking.guard": {"task": "tracking.guard", "schedule": 60.0},
     "accounts.flush-expired-tokens": {
         "task": "accounts.flush_expired_tokens",
         "schedule": 24 * 3600,

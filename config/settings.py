@@ -229,6 +229,7 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "accounts.models.Role",
         "CampaignStatusEnum": "campaigns.models.CampaignStatus",
         "CallbackStatusEnum": "callbacks.models.CallbackStatus",
+        "MessageEventTypeEnum": "tracking.models.EventType",
     },
 }
 
@@ -283,6 +284,22 @@ CAMPAIGN_DISPATCH_LIMIT = env_int("CAMPAIGN_DISPATCH_LIMIT", 5000)
 CAMPAIGN_SEND_BATCH = env_int("CAMPAIGN_SEND_BATCH", 100)
 # A claim or a send in progress is trusted this long; then dispatch settles it (requeue or unknown).
 CAMPAIGN_LEASE_SECONDS = env_int("CAMPAIGN_LEASE_SECONDS", 300)
+
+# --- Tracking ---------------------------------------------------------------------
+
+# Where open/click hits and provider events wait for the database: a Redis stream drained by the
+# tracking.flush task, or "sync" (inserted within the request; the embedded default).
+TRACKING_BUFFER = env_str("TRACKING_BUFFER", "redis" if REDIS_URL else "sync")
+if TRACKING_BUFFER not in {"redis", "sync"}:
+    raise ImproperlyConfigured(f"TRACKING_BUFFER must be redis or sync, got {TRACKING_BUFFER!r}")
+TRACKING_REDIS_URL = env_str("TRACKING_REDIS_URL", REDIS_URL)
+if TRACKING_BUFFER == "redis" and not TRACKING_REDIS_URL:
+    raise ImproperlyConfigured("TRACKING_BUFFER=redis needs REDIS_URL or TRACKING_REDIS_URL")
+TRACKING_FLUSH_INTERVAL_SECONDS = env_int("TRACKING_FLUSH_INTERVAL_SECONDS", 2)
+TRACKING_FLUSH_BATCH = env_int("TRACKING_FLUSH_BATCH", 5000)
+TRACKING_FLUSH_SECONDS = env_int("TRACKING_FLUSH_SECONDS", 20)
+TRACKING_RECLAIM_IDLE_SECONDS = env_int("TRACKING_RECLAIM_IDLE_SECONDS", 60)
+TRACKING_GUARD_CACHE_SECONDS = env_int("TRACKING_GUARD_CACHE_SECONDS", 60)
 
 # --- Callbacks --------------------------------------------------------------------
 

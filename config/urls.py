@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("templates_app.urls")),
     path("", include("campaigns.urls")),
     path("", include("callbacks.urls")),
+    path("", include("tracking.urls")),
 ]
 
 urlpatterns = [
@@ -17,7 +18,8 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("anymail/", include("anymail.urls")),
+    path("anymail/", include("tracking.anymail_urls")),
+    path("", include("tracking.public_urls")),
     path("", include("callbacks.public_urls")),
     path("health", health, name="health"),
 ]

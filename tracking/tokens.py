@@ -9,6 +9,7 @@ token does not verify and the endpoints answer 404.
     click        /t/c/<token>          (redirects only to the URL signed into the token)
     unsubscribe  /u/<token>
     view         /v/<token>
+    reply        replies+<token>@example.com   (a Reply-To address; see reply_address)
 """
 
 from __future__ import annotations
@@ -115,3 +116,22 @@ def unsubscribe_url(message_id: int) -> str:
 
 def view_url(message_id: int) -> str:
     return _url(f"/v/{message_token('view', message_id)}")
+
+
+def reply_address(message_id: int, mailbox: str) -> str:
+    """A Reply-To address that identifies the message: `replies@example.com` becomes
+    `replies+<token>@example.com`; a reply to it is matched to the message without headers."""
+    local, _, domain = mailbox.rpartition("@")
+    return f"{local}+{message_token('reply', message_id)}@{domain}"
+
+
+def reply_token_of(address: str) -> int | None:
+    """The message id of a reply address made by `reply_address`, or None."""
+    local = address.rpartition("@")[0]
+    _, plus, token = local.partition("+")
+    if not plus:
+        return None
+    try:
+        return read_message_token("reply", token)
+    except BadToken:
+        return None

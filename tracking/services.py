@@ -1,0 +1,489 @@
+"""Tracking writes: event ingestion, unsubscribes, bounces, complaints and replies.
+
+`event_ingest_batch` is the one way events reach the database, from the buffer's flush,
+from the synchronous fallback, and from the unsubscribe page. It is set-based and
+idempotent, in one transaction:
+
+1. resolve the records' messages (by our id, or by the provider's message id) in two queries;
+2. flag machine opens and clicks, anonymize IPs by organization setting, mark each message's
+   first human open and click;
+3. INSERT ... ON CONFLICT DO NOTHING RETURNING: only rows that were not there before count
+   from here on, so a provider's retry or a replayed buffer entry changes nothing;
+4. move message statuses forward with one UPDATE per target status (`tracking.rules`);
+5. hard bounces and complaints suppress the address and mark the contact; soft bounces and
+   deferrals do once an address reached the organization's limit; provider unsubscribes
+   unsubscribe the contact; planned and queued messages to such contacts are skipped;
+6. tell `contacts.hooks` receivers (drips) about replies, unsubscribes, bounces and complaints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from campaigns.models import Campaign, Message, MessageStatus
+from contacts import hooks
+from contacts.models import (
+    Contact,
+    ContactList,
+    ContactStatus,
+    ListMembership,
+    Suppression,
+    SuppressionKind,
+    SuppressionReason,
+)
+from contacts.normalize import InvalidValue, normalize_email
+from tracking import machine, rules
+from tracking.models import EventType, MessageEvent, TrackingSettings
+from tracking.records import EventRecord, anonymize_ip
+
+logger = logging.getLogger(__name__)
+
+M = MessageStatus
+INSERT_CHUNK = 500  # rows per multi-row VALUES statement (SQLite)
+INSERT_CHUNK_POSTGRESQL = 10_000
+LOOKUP_CHUNK = 5000
+SOFT_BOUNCE_WINDOW = timedelta(days=30)
+
+# Names sent through contacts.hooks (drip sequences listen there).
+HOOK_REPLIED = "message_replied"
+HOOK_UNSUBSCRIBED = "unsubscribed"
+HOOK_BOUNCED = "bounced"
+HOOK_COMPLAINED = "complained"
+
+_MESSAGE_FIELDS = ("id", "organization_id", "campaign_id", "contact_id", "sent_at", "to_address", "provider_message_id")
+
+
+class UnsubscribeScope:
+    LIST = "list"
+    ALL = "all"
+    CHOICES = (LIST, ALL)
+
+
+@dataclass
+class IngestResult:
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def tracking_settings_get(*, organization_id) -> TrackingSettings:
+    """The organization's tracking settings, created with the defaults when it has none yet."""
+    found, _ = TrackingSettings.objects.get_or_create(organization_id=organization_id)
+    return found
+
+
+def _settings_for(organization_ids: set) -> dict[Any, TrackingSettings]:
+    found = {row.organization_id: row for row in TrackingSettings.objects.filter(organization_id__in=organization_ids)}
+    missing = [pk for pk in organization_ids if pk not in found]
+    if missing:
+        TrackingSettings.objects.bulk_create(
+            [TrackingSettings(organization_id=pk) for pk in missing], ignore_conflicts=True
+        )
+        found.update({row.organization_id: row for row in TrackingSettings.objects.filter(organization_id__in=missing)})
+    return found
+
+
+# --- ingestion ------------------------------------------------------------------------------------
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def provider_id_variants(value: str) -> set[str]:
+    """Providers quote message ids with or without <>; we store them as the backend gave them."""
+    bare = value.strip().strip("<>")
+    return {value, bare, f"<{bare}>"} if bare else set()
+
+
+def _resolve_messages(records: Sequence[EventRecord]) -> tuple[dict[int, dict], dict[str, dict]]:
+    ids = sorted({r.message_id for r in records if r.message_id})
+    wanted = {r.provider_message_id for r in records if not r.message_id and r.provider_message_id}
+    by_id: dict[int, dict] = {}
+    by_provider: dict[str, dict] = {}
+    for chunk in _chunks(ids, LOOKUP_CHUNK):
+        by_id.update({row["id"]: row for row in Message.objects.filter(id__in=chunk).values(*_MESSAGE_FIELDS)})
+
+    def look_up(values: Sequence[str]) -> None:
+        for chunk in _chunks(values, LOOKUP_CHUNK):
+            for row in Message.objects.filter(provider_message_id__in=chunk).values(*_MESSAGE_FIELDS):
+                by_id[row["id"]] = row
+                for variant in provider_id_variants(row["provider_message_id"]):
+                    by_provider[variant] = row
+
+    # Usually the provider quotes the id as its backend returned it; the other spellings only for misses.
+    look_up(sorted(wanted))
+    missing = {variant for value in wanted if value not in by_provider for variant in provider_id_variants(value)}
+    look_up(sorted(missing - set(by_provider)))
+    return by_id, by_provider
+
+
+def _is_machine(record: EventRecord, message: dict | None, window: int) -> bool:
+    if record.type not in (EventType.OPENED, EventType.CLICKED):
+        return False
+    sent_at = message["sent_at"] if message else None
+    if record.esp:
+        # A provider's own tracking: its machine hints, a known scanner or proxy, or the timing.
+        hinted = isinstance(record.payload, dict) and bool(record.payload.get("sg_machine_open"))
+        named = bool(record.user_agent) and machine.names_machine(record.user_agent)
+        return hinted or named or machine.within_window(record.occurred_at, sent_at, window)
+    if record.type == EventType.OPENED:
+        return machine.is_machine_open(
+            user_agent=record.user_agent,
+            ip=record.ip,
+            occurred_at=record.occurred_at,
+            sent_at=sent_at,
+            window_seconds=window,
+        )
+    return machine.is_machine_click(
+        user_agent=record.user_agent,
+        method=record.method,
+        occurred_at=record.occurred_at,
+        sent_at=sent_at,
+        window_seconds=window,
+    )
+
+
+def _build_rows(
+    records: Sequence[EventRecord], by_id: dict[int, dict], by_provider: dict[str, dict]
+) -> tuple[list[tuple[EventRecord, MessageEvent, dict | None]], int]:
+    matched: list[tuple[EventRecord, dict | None]] = []
+    for record in records:
+        message = by_id.get(record.message_id) if record.message_id else None
+        if message is None and not record.message_id and record.provider_message_id:
+            message = next(
+                (by_provider[v] for v in provider_id_variants(record.provider_message_id) if v in by_provider), None
+            )
+        matched.append((record, message))
+    settings_by_org = _settings_for({m["organization_id"] for _, m in matched if m})
+    defaults = TrackingSettings()
+    now = timezone.now()
+    rows: list[tuple[EventRecord, MessageEvent, dict | None]] = []
+    seen: set[str] = set()
+    first: dict[tuple[int, str], MessageEvent] = {}
+    unmatched = 0
+    for record, message in matched:
+        if record.dedupe_key in seen:
+            continue
+        seen.add(record.dedupe_key)
+        unmatched += message is None
+        org_settings = settings_by_org.get(message["organization_id"]) if message else None
+        window = org_settings.machine_window_seconds if org_settings else defaults.machine_window_seconds
+        anonymize = org_settings.anonymize_ips if org_settings else defaults.anonymize_ips
+        row = MessageEvent(
+            type=record.type,
+            occurred_at=record.occurred_at,
+            received_at=now,
+            organization_id=message["organization_id"] if message else None,
+            campaign_id=message["campaign_id"] if message else None,
+            message_id=message["id"] if message else record.message_id,
+            contact_id=message["contact_id"] if message else None,
+            machine=_is_machine(record, message, window),
+            ip=anonymize_ip(record.ip) if anonymize else record.ip,
+            user_agent=record.user_agent[:512],
+            url=record.url[:2048],
+            link_index=record.link_index,
+            esp=record.esp[:32],
+            provider_message_id=(record.provider_message_id or (message or {}).get("provider_message_id") or "")[:255],
+            recipient=(record.recipient or (message or {}).get("to_address") or "")[:254],
+            detail=record.detail[:1000],
+            payload=record.payload,
+            dedupe_key=record.dedupe_key[:64],
+        )
+        if message and not row.machine and row.type in (EventType.OPENED, EventType.CLICKED):
+            key = (message["id"], row.type)
+            if key not in first or row.occurred_at < first[key].occurred_at:
+                first[key] = row
+        rows.append((record, row, message))
+    for row in first.values():
+        row.is_unique = True
+    return rows, unmatched
+
+
+_EVENT_FIELDS = [field for field in MessageEvent._meta.concrete_fields if not field.primary_key]
+
+
+def _insert_statement(values: str) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in _EVENT_FIELDS)
+    # Identifiers come from the model and every value is a bound parameter.
+    return (
+        f"INSERT INTO {quote(MessageEvent._meta.db_table)} ({columns}) {values} "
+        f"ON CONFLICT DO NOTHING RETURNING {quote('dedupe_key')}"
+    )
+
+
+def _insert_postgresql(rows: Sequence[MessageEvent]) -> set[str]:
+    """One statement for the whole batch: a column array per field, unnested (no per-row SQL text)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    # Binary parameters on a server-side binding cursor: no array literals to build and quote.
+    arrays = ", ".join(f"%b::{field.db_type(connection)}[]" for field in _EVENT_FIELDS)
+    params = []
+    for field in _EVENT_FIELDS:
+        values = [getattr(row, field.attname) for row in rows]
+        if field.name == "payload":
+            values = [None if value is None else Jsonb(value) for value in values]
+        params.append(values)
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(_insert_statement(f"SELECT * FROM unnest({arrays})"), params)  # noqa: S608
+        return {key for (key,) in cursor.fetchall()}
+
+
+def _insert_rows(rows: Sequence[MessageEvent]) -> set[str]:
+    placeholders = "(" + ", ".join(["%s"] * len(_EVENT_FIELDS)) + ")"
+    sql = _insert_statement("VALUES " + ", ".join([placeholders] * len(rows)))
+    params = [
+        field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in _EVENT_FIELDS
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {key for (key,) in cursor.fetchall()}
+
+
+def _insert(rows: Sequence[MessageEvent]) -> set[str]:
+    """Insert what is new (by dedupe key, and at most one first open/click per message); the keys stored."""
+    stored: set[str] = set()
+    postgresql = connection.vendor == "postgresql"
+    for chunk in _chunks(rows, INSERT_CHUNK_POSTGRESQL if postgresql else INSERT_CHUNK):
+        stored |= _insert_postgresql(chunk) if postgresql else _insert_rows(chunk)
+    return stored
+
+
+def _insert_events(rows: Sequence[MessageEvent]) -> set[str]:
+    stored = _insert(rows)
+    # A first open/click that lost to an earlier one (another batch, or a racing ingestion)
+    # is still an event: store it again as an ordinary one. A replayed one conflicts on its key.
+    lost = [row for row in rows if row.is_unique and row.dedupe_key not in stored]
+    for row in lost:
+        row.is_unique = False
+    if lost:
+        stored |= _insert(lost)
+    return stored
+
+
+def _apply_statuses(new: Sequence[tuple[EventRecord, MessageEvent, dict | None]]) -> int:
+    targets: dict[int, list] = defaultdict(list)
+    for _record, row, message in new:
+        if message is not None:
+            targets[message["id"]].append(rules.event_target(row.type, machine=row.machine))
+    groups: dict[int, list[int]] = defaultdict(list)
+    for message_id, message_targets in targets.items():
+        target = rules.combined_target(message_targets)
+        if target is not None:
+            groups[target].append(message_id)
+    changed = 0
+    for target, ids in sorted(groups.items()):
+        movable = sorted(rules.movable_from(target))
+        for chunk in _chunks(sorted(ids), LOOKUP_CHUNK):
+            changed += Message.objects.filter(id__in=chunk, status__in=movable).update(status=target)
+    return changed
+
+
+def event_ingest_batch(*, records: Sequence[EventRecord]) -> IngestResult:
+    """Store a batch of events and apply what they mean (statuses, suppressions); idempotent."""
+    result = IngestResult(received=len(records))
+    if not records:
+        return result
+    with transaction.atomic():
+        by_id, by_provider = _resolve_messages(records)
+        rows, result.unmatched = _build_rows(records, by_id, by_provider)
+        stored = _insert_events([row for _record, row, _message in rows])
+        new = [item for item in rows if item[1].dedupe_key in stored]
+        result.stored = len(new)
+        result.duplicates = result.received - result.stored
+        if new:
+            _apply_statuses(new)
+            _apply_contact_effects(new)
+    return result
+
+
+# --- bounces, complaints, provider unsubscribes, replies ------------------------------------------
+
+
+def _apply_contact_effects(new: Sequence[tuple[EventRecord, MessageEvent, dict | None]]) -> None:
+    hard: list[dict] = []
+    complained: list[dict] = []
+    unsubscribed: list[dict] = []
+    soft: list[dict] = []
+    replies: list[dict] = []
+    for record, row, message in new:
+        if message is None:
+            continue  # an unknown message: the event is kept, but there is no contact to act on
+        if row.type == EventType.BOUNCED:
+            hard.append(message)
+        elif row.type == EventType.COMPLAINED:
+            complained.append(message)
+        elif row.type == EventType.UNSUBSCRIBED and record.esp:
+            unsubscribed.append(message)  # our own page applies its scope itself (message_unsubscribe)
+        elif row.type in (EventType.SOFT_BOUNCED, EventType.DEFERRED):
+            soft.append(message)
+        elif row.type == EventType.REPLIED:
+            replies.append(message)
+    worn_out = _soft_bounce_limit_reached(soft) if soft else []
+    _suppress(hard, reason=SuppressionReason.HARD_BOUNCE)
+    _suppress(worn_out, reason=SuppressionReason.SOFT_BOUNCE)
+    _suppress(complained, reason=SuppressionReason.COMPLAINT)
+    _set_contact_status(
+        complained, to=ContactStatus.COMPLAINED, hook=HOOK_COMPLAINED, reason="The recipient complained."
+    )
+    _set_contact_status(
+        [*hard, *worn_out], to=ContactStatus.BOUNCED, hook=HOOK_BOUNCED, reason="The recipient's address bounced."
+    )
+    _set_contact_status(
+        unsubscribed, to=ContactStatus.UNSUBSCRIBED, hook=HOOK_UNSUBSCRIBED, reason="The recipient unsubscribed."
+    )
+    for message in replies:
+        hooks.emit(
+            organization_id=message["organization_id"],
+            name=HOOK_REPLIED,
+            contacts=Contact.objects.filter(pk=message["contact_id"]),
+            properties={"message_id": str(message["id"]), "campaign_id": str(message["campaign_id"])},
+        )
+
+
+def _soft_bounce_limit_reached(messages: Sequence[dict]) -> list[dict]:
+    """The messages whose contacts reached their organization's soft-bounce limit: distinct messages
+    that soft-bounced or were deferred in the last 30 days and were not delivered since."""
+    by_contact = {m["contact_id"]: m for m in messages}
+    counts = (
+        MessageEvent.objects.filter(
+            type__in=[EventType.SOFT_BOUNCED, EventType.DEFERRED],
+            occurred_at__gte=timezone.now() - SOFT_BOUNCE_WINDOW,
+            message__contact_id__in=list(by_contact),
+            message__status__in=[M.SENT, M.UNKNOWN],
+        )
+        .values("message__contact_id")
+        .annotate(messages=Count("message_id", distinct=True))
+    )
+    limits = {
+        pk: found.soft_bounce_limit for pk, found in _settings_for({m["organization_id"] for m in messages}).items()
+    }
+    return [
+        by_contact[row["message__contact_id"]]
+        for row in counts
+        if row["messages"] >= limits[by_contact[row["message__contact_id"]]["organization_id"]]
+    ]
+
+
+def _suppress(messages: Iterable[dict], *, reason: str) -> int:
+    """Put the messages' addresses on their organizations' suppression lists (bulk, idempotent)."""
+    rows = {}
+    for message in messages:
+        try:
+            value = normalize_email(message["to_address"])
+        except InvalidValue:
+            continue
+        rows[(message["organization_id"], value)] = Suppression(
+            organization_id=message["organization_id"],
+            kind=SuppressionKind.EMAIL,
+            value=value,
+            reason=reason,
+            source="tracking",
+        )
+    if rows:
+        Suppression.objects.bulk_create(list(rows.values()), ignore_conflicts=True)
+    return len(rows)
+
+
+# Which statuses each new contact status may replace: a complaint outranks a bounce, both
+# outrank an unsubscribe; nothing goes back to subscribed.
+_REPLACES = {
+    ContactStatus.COMPLAINED: (ContactStatus.SUBSCRIBED, ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED),
+    ContactStatus.BOUNCED: (ContactStatus.SUBSCRIBED, ContactStatus.UNSUBSCRIBED),
+    ContactStatus.UNSUBSCRIBED: (ContactStatus.SUBSCRIBED,),
+}
+
+
+def _set_contact_status(messages: Sequence[dict], *, to: str, hook: str, reason: str) -> None:
+    by_org: dict[Any, set[int]] = defaultdict(set)
+    for message in messages:
+        by_org[message["organization_id"]].add(message["contact_id"])
+    for organization_id, contact_ids in by_org.items():
+        ids = sorted(contact_ids)
+        changing = list(Contact.objects.filter(pk__in=ids, status__in=_REPLACES[to]).values_list("pk", flat=True))
+        _skip_pending(contact_ids=ids, reason=reason)
+        if not changing:
+            continue
+        Contact.objects.filter(pk__in=changing, status__in=_REPLACES[to]).update(status=to, updated_at=timezone.now())
+        hooks.emit(
+            organization_id=organization_id,
+            name=hook,
+            contacts=Contact.objects.filter(pk__in=changing),
+            properties={"source": "tracking"},
+        )
+
+
+def _skip_pending(*, contact_ids: Sequence[int], reason: str) -> int:
+    """Messages not yet claimed for sending are never sent to someone who left, bounced or complained."""
+    return Message.objects.filter(contact_id__in=contact_ids, status__in=[M.PLANNED, M.QUEUED]).update(
+        status=M.SKIPPED, lease_until=None, last_error=reason
+    )
+
+
+# --- unsubscribe ---------------------------------------------------------------------------------
+
+
+def campaign_lists(*, campaign: Campaign) -> list[ContactList]:
+    """The lists a campaign was sent to (its audience's lists), the "this list only" choice."""
+    ids = [str(pk) for pk in (campaign.audience or {}).get("lists") or []]
+    if not ids:
+        return []
+    return list(ContactList.objects.filter(organization_id=campaign.organization_id, pk__in=ids).order_by("name"))
+
+
+def message_unsubscribe(
+    *, message: Message, scope: str = UnsubscribeScope.ALL, ip: str | None = None, user_agent: str = ""
+) -> str:
+    """Unsubscribe the message's contact from the campaign's lists ("list") or from everything ("all");
+    idempotent. A campaign without lists has only "all". Returns the scope applied."""
+    lists = campaign_lists(campaign=message.campaign) if scope == UnsubscribeScope.LIST else []
+    if not lists:
+        scope = UnsubscribeScope.ALL
+    now = timezone.now()
+    with transaction.atomic():
+        if scope == UnsubscribeScope.LIST:
+            ListMembership.objects.filter(
+                contact_id=message.contact_id, contact_list__in=lists, unsubscribed_at__isnull=True
+            ).update(unsubscribed_at=now)
+            detail = "lists: " + ", ".join(contact_list.name for contact_list in lists)
+        else:
+            detail = "everything"
+            _set_contact_status(
+                [{"organization_id": message.organization_id, "contact_id": message.contact_id}],
+                to=ContactStatus.UNSUBSCRIBED,
+                hook=HOOK_UNSUBSCRIBED,
+                reason="The recipient unsubscribed.",
+            )
+        event_ingest_batch(
+            records=[
+                EventRecord(
+                    type=EventType.UNSUBSCRIBED,
+                    occurred_at=now,
+                    dedupe_key=f"unsubscribe:{message.pk}:{scope}",
+                    message_id=message.pk,
+                    ip=ip,
+                    user_agent=user_agent,
+                    method="POST",
+                    detail=detail[:1000],
+                )
+            ]
+        )
+    logger.info("unsubscribed", extra={"message_id": message.pk, "scope": scope})
+    return scope
