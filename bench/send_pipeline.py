@@ -542,10 +542,10 @@ def run() -> str:
         f"{ours['dispatch_limit']:,} a round) and gives them a lease; each {ours['batch']}-message chunk goes to "
         "`send_batch()` inline (what a send task runs; no broker). Per message: render subject, HTML and text in "
         "the sandbox with every link rewritten to a signed click URL and the open pixel added, a signed callback "
-        "URL, `List-Unsubscribe` and `List-Unsubscribe-Post` headers, a conditional UPDATE claimed → sending "
-        "(only under this lease) committed before the provider call, the send, then a conditional UPDATE "
-        "sending → sent with the provider message id; one email connection per chunk, contacts' "
-        "`last_contacted_at` updated per chunk.",
+        "URL, `List-Unsubscribe` and `List-Unsubscribe-Post` headers; per group of ten messages one conditional "
+        "UPDATE claimed → sending (only under this lease) committed before the provider calls, the sends, then "
+        "one UPDATE sending → sent with the provider message ids and the contacts' `last_contacted_at`; one "
+        "email connection per chunk.",
         f"* **django-post-office {version}** (Django {peer['django']}, default settings: batches of 100, "
         "5 sending threads, a `Log` row per email): `send_queued_mail_until_done(processes=1)`, what "
         "`manage.py send_queued_mail` runs, until the queue is empty. Per batch: select queued emails by "
