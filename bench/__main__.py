@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import platform
@@ -30,20 +31,16 @@ BENCHMARKS: dict[str, str] = {
 
 def machine_description() -> str:
     cpu = "unknown CPU"
-    try:
+    with contextlib.suppress(OSError):  # not Linux: the CPU stays unnamed
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    except OSError:
-        pass
     mem_gib = "?"
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 mem_gib = f"{int(line.split()[1]) / 1024 / 1024:.0f}"
-    except OSError:
-        pass
     from django.db import connection
 
     with connection.cursor() as cursor:

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection as db_connection
@@ -146,11 +147,11 @@ def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> Di
 
 
 class TemporaryFailure(Exception):
-    pass
+    """The provider may accept the message later: retry after a delay."""
 
 
 class PermanentFailure(Exception):
-    pass
+    """The provider refused the message for good: fail it now."""
 
 
 def classify(exc: Exception) -> Exception:
@@ -160,18 +161,13 @@ def classify(exc: Exception) -> Exception:
         return PermanentFailure(str(exc)) if codes and all(c >= 500 for c in codes) else TemporaryFailure(str(exc))
     if isinstance(exc, smtplib.SMTPResponseException):
         return PermanentFailure(str(exc)) if exc.smtp_code >= 500 else TemporaryFailure(str(exc))
-    try:
-        from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
-
-        if isinstance(exc, AnymailRecipientsRefused):
+    if isinstance(exc, AnymailRecipientsRefused):
+        return PermanentFailure(str(exc))
+    if isinstance(exc, AnymailAPIError):
+        status = getattr(exc, "status_code", None)
+        if status is not None and 400 <= status < 500 and status != 429:
             return PermanentFailure(str(exc))
-        if isinstance(exc, AnymailAPIError):
-            status = getattr(exc, "status_code", None)
-            if status is not None and 400 <= status < 500 and status != 429:
-                return PermanentFailure(str(exc))
-            return TemporaryFailure(str(exc))
-    except ImportError:  # anymail is a dependency; keep working if a deployment strips it
-        pass
+        return TemporaryFailure(str(exc))
     if isinstance(exc, OSError | smtplib.SMTPException | socket.timeout):
         return TemporaryFailure(str(exc) or exc.__class__.__name__)
     return TemporaryFailure(f"{exc.__class__.__name__}: {exc}")
