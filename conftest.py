@@ -101,7 +101,24 @@ class SMTPSink:
     received: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> SMTP reply, e.g. "451 4.3.0 try later"
     delay: float = 0.0  # seconds per accepted message, to make a campaign take a while
+    pipelining: bool = True  # advertise PIPELINING (RFC 2920), as Postfix and providers' relays do
+    refuse_sender: str = ""  # a reply to every MAIL FROM, e.g. "550 5.7.1 sender not allowed"
+    sessions: int = 0  # EHLOs seen: one per connection
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        self.sessions += 1
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.refuse_sender:
+            return self.refuse_sender
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse:

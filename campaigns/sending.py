@@ -36,14 +36,23 @@ from typing import Any
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import get_connection
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from callbacks.tokens import callback_url
-from campaigns.models import PENDING_STATUSES, Campaign, CampaignStatus, Channel, Message, MessageStatus
+from campaigns.mail import CampaignEmail
+from campaigns.models import (
+    PENDING_STATUSES,
+    Campaign,
+    CampaignStatus,
+    CampaignVariant,
+    Channel,
+    Message,
+    MessageStatus,
+)
 from contacts.models import Contact
 from templates_app import rendering, selectors
 from templates_app.context import contact_context, message_context, organization_context
@@ -194,9 +203,12 @@ class _CampaignRenderer:
         else:
             version = campaign.template_version
         self.version = version
-        self.compiled = rendering.prepare(
-            selectors.version_source(version), organization_id=campaign.organization_id, tracked=True
-        )
+        source = selectors.version_source(version)
+        self.compiled = rendering.prepare(source, organization_id=campaign.organization_id, tracked=True)
+        # A signed callback link costs as much as rendering a short template: made only when
+        # the template can read it (its name appears in no source text otherwise).
+        texts = [source.subject, source.preheader, source.html_body, source.text_body, *source.layouts.values()]
+        self.uses_callback = any("callback_url" in text for text in texts)
         organization = campaign.organization
         self.organization = organization_context(organization)
         self.campaign_context = {"id": str(campaign.pk), "name": campaign.name}
@@ -205,16 +217,21 @@ class _CampaignRenderer:
             from_name=version.from_name, from_email=version.from_email, organization=organization
         )
         self.reply_to = [version.reply_to] if version.reply_to else []
+        self._senders: dict[str, tuple[str, str]] = {}
 
-    def from_address(self, sending_domain: str) -> str:
-        """The sender, with its domain replaced by the message's sending domain when one was planned."""
-        name, address = parseaddr(self.sender)
-        local, _, domain = address.rpartition("@")
-        if sending_domain and sending_domain != domain and local:
-            address = f"{local}@{sending_domain}"
-        return f"{name} <{address}>" if name else address
+    def from_address(self, sending_domain: str) -> tuple[str, str]:
+        """The sender, with its domain replaced by the message's sending domain when one was planned,
+        and the domain it ends up with (the Message-ID's right-hand side)."""
+        known = self._senders.get(sending_domain)
+        if known is None:
+            name, address = parseaddr(self.sender)
+            local, _, domain = address.rpartition("@")
+            if sending_domain and sending_domain != domain and local:
+                address, domain = f"{local}@{sending_domain}", sending_domain
+            known = self._senders[sending_domain] = (f"{name} <{address}>" if name else address, domain or "localhost")
+        return known
 
-    def build(self, message: Message) -> tuple[EmailMultiAlternatives, str]:
+    def build(self, message: Message) -> tuple[CampaignEmail, str]:
         unsubscribe = tokens.unsubscribe_url(message.pk)
         context = message_context(
             contact=contact_context(message.contact),
@@ -222,7 +239,7 @@ class _CampaignRenderer:
             campaign=self.campaign_context,
             unsubscribe_url=unsubscribe,
             view_in_browser_url=tokens.view_url(message.pk),
-            callback_url=_callback_url(message),
+            callback_url=_callback_url(message) if self.uses_callback else "",
             variables=self.variables,
         )
         message_id = message.pk
@@ -233,10 +250,9 @@ class _CampaignRenderer:
                 open_pixel_url=lambda: tokens.open_url(message_id),
             ),
         )
-        sender = self.from_address(message.sending_domain)
-        domain = parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+        sender, domain = self.from_address(message.sending_domain)
         provider_id = make_msgid(domain=domain)
-        email = EmailMultiAlternatives(
+        email = CampaignEmail(
             subject=rendered.subject,
             body=rendered.text,
             from_email=sender,
@@ -262,6 +278,22 @@ def _callback_url(message: Message) -> str:
     )
 
 
+# What sending reads of a message and its contact (select_related + only: no wide rows, no deferred loads).
+SEND_FIELDS = (
+    "id",
+    "organization_id",
+    "campaign_id",
+    "step",
+    "variant_id",
+    "contact_id",
+    "to_address",
+    "sending_domain",
+    "attempts",
+    *(
+        f"contact__{name}"
+        for name in ("public_id", "email", "first_name", "last_name", "phone", "timezone", "locale", "attributes")
+    ),
+)
 GROUP = 10  # messages moved to `sending` together; the most a crash can leave `unknown`
 SENT_FLUSH_EVERY = GROUP
 
@@ -271,47 +303,50 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     result = SendResult()
     messages = list(
         Message.objects.filter(id__in=message_ids, status=M.CLAIMED, lease_until=lease)
-        .select_related(
-            "contact",
-            "campaign__organization",
-            "campaign__template_version",
-            "campaign__followup_template_version",
-            "variant__template_version",
-        )
+        .select_related("contact")
+        .only(*SEND_FIELDS)
         .order_by("id")
     )
     result.skipped = len(message_ids) - len(messages)
     if not messages:
         return result
-    running = set(
-        Campaign.objects.filter(pk__in={m.campaign_id for m in messages}, status=CampaignStatus.RUNNING).values_list(
-            "pk", flat=True
-        )
-    )
+    # Campaigns and variants (with their template versions) once per chunk, not once per row.
+    campaigns = Campaign.objects.select_related(
+        "organization", "template_version", "followup_template_version"
+    ).in_bulk({m.campaign_id for m in messages})
+    variant_ids = {m.variant_id for m in messages if m.variant_id}
+    variants = CampaignVariant.objects.select_related("template_version").in_bulk(variant_ids) if variant_ids else {}
+    running = {pk for pk, campaign in campaigns.items() if campaign.status == CampaignStatus.RUNNING}
     renderers: dict[tuple, _CampaignRenderer] = {}
     mailer = get_connection()
     try:
         mailer.open()
         for start in range(0, len(messages), GROUP):
-            ready: list[tuple[Message, EmailMultiAlternatives, str]] = []
+            ready: list[tuple[Message, CampaignEmail, str]] = []
             for message in messages[start : start + GROUP]:
-                mine = Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
+
+                def mine(message=message):
+                    return Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
+
                 if message.campaign_id not in running:
-                    result.released += mine.update(status=M.QUEUED, lease_until=None)  # paused: back in line
+                    result.released += mine().update(status=M.QUEUED, lease_until=None)  # paused: back in line
                     continue
-                if message.campaign.channel != Channel.EMAIL:
-                    mine.update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
+                campaign = campaigns[message.campaign_id]
+                if campaign.channel != Channel.EMAIL:
+                    mine().update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
                     result.failed += 1
                     continue
                 try:
                     key = (message.campaign_id, message.step, message.variant_id)
                     renderer = renderers.get(key)
                     if renderer is None:
-                        renderer = renderers[key] = _CampaignRenderer(message.campaign, message.step, message.variant)
+                        renderer = renderers[key] = _CampaignRenderer(
+                            campaign, message.step, variants.get(message.variant_id)
+                        )
                     email, provider_id = renderer.build(message)
                 except rendering.TemplateProblem as exc:
                     # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.
-                    mine.update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
+                    mine().update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
                     result.failed += 1
                     continue
                 ready.append((message, email, provider_id))

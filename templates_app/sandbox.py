@@ -842,6 +842,9 @@ _FILTERS.update(
 )
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 class TemplateSandbox(ImmutableSandboxedEnvironment):
     """The environment for user templates: HTML with autoescape, text without."""
 
@@ -872,6 +875,10 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
         current = _budget.get()
         if current is not None:
             current.tick()
+        # `contact.first_name` on the context's plain dicts: the key, as Jinja would find it after
+        # getattr() failed (a name that is not a dict attribute), without raising on the way.
+        if type(obj) is dict and type(attribute) is str and attribute not in _DICT_ATTRIBUTES and attribute in obj:
+            return obj[attribute]
         return super().getattr(obj, attribute)
 
     def getitem(self, obj, argument):

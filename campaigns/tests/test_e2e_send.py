@@ -23,7 +23,7 @@ CONTACTS = 200
 
 def smtp_env(sink, lease_seconds=3):
     return {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_BACKEND": "campaigns.mail.SMTPEmailBackend",
         "EMAIL_HOST": "127.0.0.1",
         "EMAIL_PORT": str(sink.port),
         "CAMPAIGN_LEASE_SECONDS": str(lease_seconds),

@@ -159,8 +159,17 @@ def test_expired_leases_are_settled(dispatch):
     assert [e.to[0] for e in mail.outbox] == [claimed.to_address]
 
 
-def test_temporary_failures_retry_after_1_2_4_minutes_then_fail(settings, smtp_sink):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+@pytest.mark.parametrize(
+    ("backend", "pipelining"),
+    [
+        ("django.core.mail.backends.smtp.EmailBackend", False),
+        ("campaigns.mail.SMTPEmailBackend", False),
+        ("campaigns.mail.SMTPEmailBackend", True),
+    ],
+)
+def test_temporary_failures_retry_after_1_2_4_minutes_then_fail(settings, smtp_sink, backend, pipelining):
+    settings.EMAIL_BACKEND = backend
+    smtp_sink.pipelining = pipelining
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_sink.port
     campaign = running_campaign()
     refused = ContactFactory(organization=campaign.organization, email="busy@example.com")
