@@ -29,6 +29,7 @@ import logging
 import smtplib
 import socket
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import make_msgid, parseaddr
@@ -295,7 +296,6 @@ SEND_FIELDS = (
     ),
 )
 GROUP = 10  # messages moved to `sending` together; the most a crash can leave `unknown`
-SENT_FLUSH_EVERY = GROUP
 
 
 def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
@@ -318,91 +318,161 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     variants = CampaignVariant.objects.select_related("template_version").in_bulk(variant_ids) if variant_ids else {}
     running = {pk for pk, campaign in campaigns.items() if campaign.status == CampaignStatus.RUNNING}
     renderers: dict[tuple, _CampaignRenderer] = {}
-    mailer = get_connection()
-    try:
-        mailer.open()
-        for start in range(0, len(messages), GROUP):
-            ready: list[tuple[Message, CampaignEmail, str]] = []
-            for message in messages[start : start + GROUP]:
 
-                def mine(message=message):
-                    return Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
+    def prepare(group: list[Message]) -> list[tuple[Message, CampaignEmail, str]]:
+        """Render a group; messages that cannot go out are settled here (released or failed)."""
+        ready = []
+        for message in group:
 
-                if message.campaign_id not in running:
-                    result.released += mine().update(status=M.QUEUED, lease_until=None)  # paused: back in line
-                    continue
-                campaign = campaigns[message.campaign_id]
-                if campaign.channel != Channel.EMAIL:
-                    mine().update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
-                    result.failed += 1
-                    continue
-                try:
-                    key = (message.campaign_id, message.step, message.variant_id)
-                    renderer = renderers.get(key)
-                    if renderer is None:
-                        renderer = renderers[key] = _CampaignRenderer(
-                            campaign, message.step, variants.get(message.variant_id)
-                        )
-                    email, provider_id = renderer.build(message)
-                except rendering.TemplateProblem as exc:
-                    # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.
-                    mine().update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
-                    result.failed += 1
-                    continue
-                ready.append((message, email, provider_id))
-            if not ready:
+            def mine(message=message):
+                return Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
+
+            if message.campaign_id not in running:
+                result.released += mine().update(status=M.QUEUED, lease_until=None)  # paused: back in line
                 continue
-            # Commit `sending` before the provider calls: if this process dies during them, the
-            # messages become `unknown` rather than being sent again. The lease is fresh: time
-            # the chunk spent waiting in the queue must not count against the calls.
-            marked = _mark_sending([message for message, _, _ in ready], lease)
-            result.skipped += len(ready) - len(marked)
-            sent: list[tuple[int, str, datetime, int]] = []
+            campaign = campaigns[message.campaign_id]
+            if campaign.channel != Channel.EMAIL:
+                mine().update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
+                result.failed += 1
+                continue
             try:
-                for message, email, provider_id in ready:
-                    if message.pk not in marked:
-                        continue
-                    email.connection = mailer
-                    try:
-                        mailer.send_messages([email])
-                    except Exception as exc:  # every provider error is sorted, none is lost
-                        outcome = classify(exc)
-                        _record_failure(message, outcome)
-                        retry = isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS)
-                        result.retried += retry
-                        result.failed += not retry
-                        _reopen(mailer)
-                        continue
-                    anymail_id = getattr(getattr(email, "anymail_status", None), "message_id", None)
-                    sent.append((message.pk, anymail_id or provider_id.strip("<>"), timezone.now(), message.contact_id))
-                    result.sent += 1
-            finally:
-                _record_sent(sent)
-    finally:
-        mailer.close()
+                key = (message.campaign_id, message.step, message.variant_id)
+                renderer = renderers.get(key)
+                if renderer is None:
+                    renderer = renderers[key] = _CampaignRenderer(
+                        campaign, message.step, variants.get(message.variant_id)
+                    )
+                email, provider_id = renderer.build(message)
+            except rendering.TemplateProblem as exc:
+                # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.
+                mine().update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
+                result.failed += 1
+                continue
+            ready.append((message, email, provider_id))
+        return ready
+
+    def settle(outcomes: list[tuple[Message, CampaignEmail, str, Exception | None]]) -> list[Sent]:
+        """Count a sent group's outcomes; failures are recorded now, the sent ones returned for recording."""
+        sent = []
+        for message, email, provider_id, error in outcomes:
+            if error is not None:
+                outcome = classify(error)
+                _record_failure(message, outcome)
+                retry = isinstance(outcome, TemporaryFailure) and message.attempts < len(RETRY_DELAYS)
+                result.retried += retry
+                result.failed += not retry
+                continue
+            anymail_id = getattr(getattr(email, "anymail_status", None), "message_id", None)
+            sent.append((message.pk, anymail_id or provider_id.strip("<>"), timezone.now(), message.contact_id))
+            result.sent += 1
+        return sent
+
+    # The provider calls of one group run in a thread while the next group is rendered; the
+    # database is only used from this thread. One statement records a group's `sent` and
+    # commits the next group's `sending`, before that group's provider calls start.
+    mailer = get_connection()
+    in_flight: Future | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as calls:
+        try:
+            mailer.open()
+            for start in range(0, len(messages), GROUP):
+                ready = prepare(messages[start : start + GROUP])
+                if not ready:
+                    continue
+                done = settle(in_flight.result()) if in_flight is not None else []
+                in_flight = None
+                # Commit `sending` before the provider calls: if this process dies during them, the
+                # messages become `unknown` rather than being sent again. The lease is fresh: time
+                # the chunk spent waiting in the queue must not count against the calls.
+                marked = _mark_sending([message for message, _, _ in ready], lease, record=done)
+                if len(marked) < len(ready):
+                    # Not ours any more (skipped), or the campaign stopped running: those go back in line.
+                    unmarked = [message.pk for message, _, _ in ready if message.pk not in marked]
+                    released = Message.objects.filter(pk__in=unmarked, status=M.CLAIMED, lease_until=lease).update(
+                        status=M.QUEUED, lease_until=None
+                    )
+                    result.released += released
+                    result.skipped += len(unmarked) - released
+                group = [item for item in ready if item[0].pk in marked]
+                if group:
+                    in_flight = calls.submit(_provider_calls, mailer, group)
+        finally:
+            # Also on the way out of an error: what went out is recorded, nothing is left behind.
+            if in_flight is not None:
+                _record_sent(settle(in_flight.result()))
+            mailer.close()
     return result
 
 
-def _mark_sending(messages: list[Message], lease: datetime) -> set[int]:
+Sent = tuple[int, str, datetime, int]  # message id, provider message id, sent at, contact id
+
+
+def _provider_calls(mailer, group: list[tuple[Message, CampaignEmail, str]]):
+    """Send a group through one connection; every provider error is kept with its message, none is lost."""
+    outcomes = []
+    for message, email, provider_id in group:
+        email.connection = mailer
+        try:
+            mailer.send_messages([email])
+        except Exception as exc:  # sorted by classify() when settled
+            outcomes.append((message, email, provider_id, exc))
+            _reopen(mailer)
+            continue
+        outcomes.append((message, email, provider_id, None))
+    return outcomes
+
+
+def _sent_values(sent: list[Sent]) -> tuple[str, list]:
+    values = ", ".join(["(%s::bigint, %s::varchar, %s::timestamptz)"] * len(sent))
+    return values, [item for row in sent for item in row[:3]]
+
+
+def _mark_sending(messages: list[Message], lease: datetime, *, record: list[Sent] = ()) -> set[int]:
     """claimed -> sending for a group, only while this task's lease holds; committed at once.
+    The previous group's `sent` (`record`) goes in the same statement on PostgreSQL.
     Returns the ids that moved."""
+    placeholders = ", ".join(["%s"] * len(messages))
+    # A campaign paused (or cancelled) while the chunk is under way stops at the next group.
+    mark = (
+        f"UPDATE campaigns_message SET status = %s, attempts = attempts + 1, lease_until = %s "
+        f"WHERE id IN ({placeholders}) AND status = %s AND lease_until = %s AND EXISTS ("
+        "SELECT 1 FROM campaigns_campaign c WHERE c.id = campaigns_message.campaign_id AND c.status = %s"
+        ") RETURNING id"
+    )
+    mark_params = [
+        M.SENDING,
+        _db_time(timezone.now() + lease_duration()),
+        *[message.pk for message in messages],
+        M.CLAIMED,
+        _db_time(lease),
+        CampaignStatus.RUNNING,
+    ]
+    if record and db_connection.vendor != "postgresql":
+        _record_sent(record)
+        record = ()
     with db_connection.cursor() as cursor:
-        placeholders = ", ".join(["%s"] * len(messages))
-        cursor.execute(
-            f"UPDATE campaigns_message SET status = %s, attempts = attempts + 1, lease_until = %s "
-            f"WHERE id IN ({placeholders}) AND status = %s AND lease_until = %s RETURNING id",
-            [
-                M.SENDING,
-                _db_time(timezone.now() + lease_duration()),
-                *[message.pk for message in messages],
-                M.CLAIMED,
-                _db_time(lease),
-            ],
-        )
+        if record:
+            values, params = _sent_values(record)
+            cursor.execute(
+                f"WITH sent AS ({_RECORD_SENT.format(values=values)}), "
+                "contacted AS (UPDATE contacts_contact SET last_contacted_at = %s "
+                "WHERE id IN (SELECT contact_id FROM sent)), "
+                f"marked AS ({mark}) SELECT id FROM marked",
+                [M.SENT, *params, M.SENDING, timezone.now(), *mark_params],
+            )
+        else:
+            cursor.execute(mark, mark_params)
         return {row[0] for row in cursor.fetchall()}
 
 
-def _record_sent(sent: list[tuple[int, str, datetime, int]]) -> None:
+_RECORD_SENT = (
+    "UPDATE campaigns_message m SET status = %s, provider_message_id = v.p, sent_at = v.t, "
+    "lease_until = NULL, last_error = '' FROM (VALUES {values}) AS v(id, p, t) "
+    "WHERE m.id = v.id AND m.status = %s RETURNING m.contact_id"
+)
+
+
+def _record_sent(sent: list[Sent]) -> None:
     """Record a group of sent messages in one statement, and their contacts' last contact time.
 
     If the worker dies before a group is recorded, its messages stay `sending` and become
@@ -410,23 +480,23 @@ def _record_sent(sent: list[tuple[int, str, datetime, int]]) -> None:
     """
     if not sent:
         return
-    with transaction.atomic(), db_connection.cursor() as cursor:
-        if db_connection.vendor == "postgresql":
+    if db_connection.vendor == "postgresql":
+        values, params = _sent_values(sent)
+        with transaction.atomic(), db_connection.cursor() as cursor:
             # `sent` may be lost in a database crash without harm: the message would become `unknown`.
             cursor.execute("SET LOCAL synchronous_commit = off")
-            values = ", ".join(["(%s::bigint, %s::varchar, %s::timestamptz)"] * len(sent))
             cursor.execute(
-                f"UPDATE campaigns_message m SET status = %s, provider_message_id = v.p, sent_at = v.t, "
-                f"lease_until = NULL, last_error = '' FROM (VALUES {values}) AS v(id, p, t) "
-                "WHERE m.id = v.id AND m.status = %s",
-                [M.SENT, *[item for row in sent for item in row[:3]], M.SENDING],
+                f"WITH sent AS ({_RECORD_SENT.format(values=values)}) UPDATE contacts_contact "
+                "SET last_contacted_at = %s WHERE id IN (SELECT contact_id FROM sent)",
+                [M.SENT, *params, M.SENDING, timezone.now()],
             )
-        else:
-            cursor.executemany(
-                "UPDATE campaigns_message SET status = %s, provider_message_id = %s, sent_at = %s, "
-                "lease_until = NULL, last_error = '' WHERE id = %s AND status = %s",
-                [(M.SENT, provider_id, _db_time(at), pk, M.SENDING) for pk, provider_id, at, _ in sent],
-            )
+        return
+    with transaction.atomic(), db_connection.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE campaigns_message SET status = %s, provider_message_id = %s, sent_at = %s, "
+            "lease_until = NULL, last_error = '' WHERE id = %s AND status = %s",
+            [(M.SENT, provider_id, _db_time(at), pk, M.SENDING) for pk, provider_id, at, _ in sent],
+        )
         Contact.objects.filter(pk__in=[row[3] for row in sent]).update(last_contacted_at=timezone.now())
 
 

@@ -281,7 +281,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # How often beat runs dispatch, how many due messages one run claims, how many a send task takes.
 CAMPAIGN_DISPATCH_INTERVAL_SECONDS = env_int("CAMPAIGN_DISPATCH_INTERVAL_SECONDS", 5)
 CAMPAIGN_DISPATCH_LIMIT = env_int("CAMPAIGN_DISPATCH_LIMIT", 5000)
-CAMPAIGN_SEND_BATCH = env_int("CAMPAIGN_SEND_BATCH", 100)
+CAMPAIGN_SEND_BATCH = env_int("CAMPAIGN_SEND_BATCH", 500)
 # A claim or a send in progress is trusted this long; then dispatch settles it (requeue or unknown).
 CAMPAIGN_LEASE_SECONDS = env_int("CAMPAIGN_LEASE_SECONDS", 300)
 

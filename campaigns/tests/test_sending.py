@@ -133,6 +133,29 @@ def test_pause_releases_claimed_messages_untouched():
     assert not mail.outbox
 
 
+def test_a_pause_during_a_chunk_stops_it_at_the_next_group(monkeypatch):
+    campaign = running_campaign()
+    contacts = [ContactFactory(organization=campaign.organization) for _ in range(sending.GROUP * 3)]
+    messages = queue(campaign, contacts, status=M.CLAIMED)
+    lease = timezone.now() + timedelta(minutes=5)
+    Message.objects.filter(campaign=campaign).update(lease_until=lease)
+    mark = sending._mark_sending
+
+    def pause_after_the_first_group(*args, **kwargs):
+        marked = mark(*args, **kwargs)
+        Campaign.objects.filter(pk=campaign.pk).update(status="paused")  # an operator, meanwhile
+        return marked
+
+    monkeypatch.setattr(sending, "_mark_sending", pause_after_the_first_group)
+    result = sending.send_batch(message_ids=[m.pk for m in messages], lease=lease)
+
+    assert (result.sent, result.released) == (sending.GROUP, sending.GROUP * 2)
+    assert len(mail.outbox) == sending.GROUP
+    statuses = Counter(Message.objects.filter(campaign=campaign).values_list("status", "attempts"))
+    assert statuses == {(M.SENT, 1): sending.GROUP, (M.QUEUED, 0): sending.GROUP * 2}
+    assert not Message.objects.filter(campaign=campaign, status=M.QUEUED, lease_until__isnull=False).exists()
+
+
 def test_an_undefined_variable_fails_that_message_only(dispatch):
     campaign = running_campaign(subject="Hi {{ contact.attributes.nickname }}")
     good = ContactFactory(organization=campaign.organization, attributes={"nickname": "Ace"})

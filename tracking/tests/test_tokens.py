@@ -40,3 +40,23 @@ def test_urls_use_the_public_base_url(settings):
     assert tokens.open_url(5).startswith("https://cc.example.com/t/o/")
     assert tokens.open_url(5).endswith(".gif")
     assert tokens.unsubscribe_url(5).startswith("https://cc.example.com/u/")
+
+
+@pytest.mark.parametrize("purpose", ["open", "click", "unsubscribe", "view", "reply"])
+def test_signatures_are_djangos_salted_hmac_so_links_already_sent_keep_working(purpose, settings):
+    import base64
+
+    from django.utils.crypto import salted_hmac
+
+    for secret in ("one-secret", "another-secret-é"):
+        settings.SECRET_KEY = secret
+        for payload in ("1", "zz.3.aHR0cHM6Ly9leGFtcGxlLmNvbQ", "é"):
+            expected = salted_hmac(f"tracking.{purpose}", payload, algorithm="sha256").digest()
+            assert tokens._signature(purpose, payload) == base64.urlsafe_b64encode(expected).decode()[:22]
+
+
+def test_a_new_secret_key_invalidates_tokens(settings):
+    token = tokens.message_token("open", 42)
+    settings.SECRET_KEY = "rotated-" + settings.SECRET_KEY
+    with pytest.raises(tokens.BadToken):
+        tokens.read_message_token("open", token)
