@@ -122,6 +122,10 @@ def clean_database() -> None:
             for table in ("contacts_importjob", "contacts_contact", "contacts_tag", "contacts_suppression"):
                 cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [org_id])
             cursor.execute("DELETE FROM accounts_organization WHERE id = %s", [org_id])
+    if org_ids:
+        # Leave no dead rows behind for the next run's inserts to step over.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE contacts_contact, contacts_contacttag, contacts_importrowerror")
 
 
 def run() -> str:
@@ -156,8 +160,10 @@ def run() -> str:
         "",
         "Import: `contacts.importer.run_import` on a generated CSV (9 columns: email, names, a phone on every third",
         "row, city, age, plan, date, 0-2 tags) into a fresh organization: validation of every row, COPY into a",
-        "staging table, one INSERT ... ON CONFLICT upsert, tag links and the job's tag. Goal: >= 20,000 rows/s with",
-        "flat memory. Baseline: `COPY` of the same file into an unindexed table of text columns (no validation,",
-        "no upsert), measured in the same run.",
+        "staging table, the contacts (a plain INSERT, as the organization had no contacts before: a savepoint falls",
+        "back to INSERT ... ON CONFLICT if another writer adds one of the addresses meanwhile; a re-import into an",
+        "organization with contacts runs the upsert), tag links and the job's tag, one transaction. Goal: >= 20,000",
+        "rows/s with flat memory. Baseline: `COPY` of the same file into an unindexed table of text columns (no",
+        "validation, no upsert), measured in the same run.",
     ]
     return "\n".join(lines)

@@ -35,12 +35,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
 
-from config.ids import uuid7
+from config.ids import uuid7_hexes
 from contacts import hooks
 from contacts.models import Contact, ImportJob, ImportRowError, ImportStatus, Tag
 from contacts.normalize import (
@@ -76,7 +76,6 @@ STAGE_COLUMNS = [
     "public_id",
     "email",
     "email_domain",
-    "email_hash",
     "phone",
     "first_name",
     "last_name",
@@ -84,6 +83,12 @@ STAGE_COLUMNS = [
     "locale",
     "attributes",
 ]
+
+
+CONTACT_INSERT_COLUMNS = (
+    "organization_id, public_id, email, email_domain, phone, first_name, last_name, timezone, "
+    "locale, attributes, status, consent_source, consent_at, created_at, updated_at"
+)
 
 
 class ImportFailure(Exception):
@@ -203,6 +208,9 @@ def read_rows(stream: BinaryIO, fmt: FileFormat) -> tuple[list[str], Iterator[tu
     return header, rows()
 
 
+_json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def parse_row(cells: list[str], columns: ColumnMap) -> tuple[tuple, list[str]]:
     """One row as a staging tuple (without line and id) plus its tag names; raises InvalidValue."""
     width = columns.width
@@ -228,13 +236,12 @@ def parse_row(cells: list[str], columns: ColumnMap) -> tuple[tuple, list[str]]:
     row = (
         email,
         email.rpartition("@")[2],
-        address_hash(email),
         phone,
         padded[at["first_name"]].strip()[:150],
         padded[at["last_name"]].strip()[:150],
         tz,
         padded[at["locale"]].strip()[:16],
-        json.dumps(attributes, ensure_ascii=False) if attributes else "{}",
+        _json_text(attributes) if attributes else "{}",
     )
     return row, tags
 
@@ -264,6 +271,11 @@ class Chunk:
     def __len__(self) -> int:
         return len(self.rows) + len(self.errors)
 
+    def with_public_ids(self) -> Chunk:
+        ids = uuid7_hexes(len(self.rows))
+        self.rows = [(row[0], public_id, *row[2:]) for row, public_id in zip(self.rows, ids, strict=True)]
+        return self
+
     def encode_for_copy(self) -> None:
         """Turn the rows into COPY text now, in the reading thread, so the writer thread only ships bytes."""
         self.rows_copy = _copy_text(self.rows)
@@ -285,7 +297,13 @@ def _copy_value(value) -> str:
 
 def _copy_text(rows: list[tuple]) -> bytes:
     """PostgreSQL COPY text format: tab-separated, backslash escapes, \\N for NULL."""
-    lines = ["\t".join(map(_copy_value, row)) for row in rows]
+    lines = []
+    for row in rows:
+        line = "\t".join([value if type(value) is str else _copy_value(value) for value in row])
+        # Most rows need no escaping: no backslash or line break anywhere, and only the separators' tabs.
+        if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != len(row) - 1:
+            line = "\t".join(map(_copy_value, row))
+        lines.append(line)
     lines.append("")
     return "\n".join(lines).encode()
 
@@ -330,6 +348,7 @@ class ChunkWriter:
         self.job_tag_ids: list[uuid.UUID] = []
         self.totals = Totals()
         self.errors_written = 0
+        self.first_contacts = False
 
     # --- dialect ---
 
@@ -356,8 +375,11 @@ class ChunkWriter:
             # Before the first temporary table of the session: room for the staging index in memory.
             with connection.cursor() as cursor:
                 cursor.execute("SET temp_buffers = '128MB'")
+        else:
+            connection.ensure_connection()
+            connection.connection.create_function("cc_sha256", 1, address_hash, deterministic=True)
         columns = (
-            "line integer, public_id uuid, email text, email_domain text, email_hash text, phone text, "
+            "line integer, public_id uuid, email text, email_domain text, phone text, "
             "first_name text, last_name text, timezone text, locale text, attributes text"
         )
         with connection.cursor() as cursor:
@@ -367,6 +389,8 @@ class ChunkWriter:
             cursor.execute(f"CREATE TEMPORARY TABLE {self.accepted} (line integer PRIMARY KEY)")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.incoming_tags} (line integer, tag text)")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.chunk_ids} (id bigint, email text, inserted boolean)")
+        # The organization's first contacts: every row of the file is new unless someone else adds it meanwhile.
+        self.first_contacts = not Contact.objects.filter(organization_id=self.job.organization_id).exists()
         tags = _ensure_tags(self.job.organization_id, {name: name for name in self.job.tag_names})
         self.tag_ids.update(tags)
         self.job_tag_ids = list(tags.values())
@@ -427,34 +451,16 @@ class ChunkWriter:
             duplicates = max(cursor.rowcount, 0)
             self.totals.failed += duplicates
             accepted = f"{i} n JOIN {acc} a ON a.line = n.line WHERE true"
-            upsert = f"""
-                INSERT INTO contacts_contact (
-                    organization_id, public_id, email, email_domain, phone, first_name, last_name, timezone,
-                    locale, attributes, status, consent_source, consent_at, created_at, updated_at
-                )
-                SELECT %s, n.public_id, n.email, n.email_domain, n.phone, n.first_name, n.last_name,
-                       n.timezone, n.locale, {self._json("n.attributes")}, 'subscribed', %s, %s, %s, %s
-                FROM {accepted}
-                ON CONFLICT (organization_id, email) DO UPDATE SET
-                    phone = COALESCE(excluded.phone, contacts_contact.phone),
-                    first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name
-                                      ELSE contacts_contact.first_name END,
-                    last_name = CASE WHEN excluded.last_name <> '' THEN excluded.last_name
-                                     ELSE contacts_contact.last_name END,
-                    timezone = CASE WHEN excluded.timezone <> '' THEN excluded.timezone
-                                    ELSE contacts_contact.timezone END,
-                    locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE contacts_contact.locale END,
-                    attributes = {self._json_merge},
-                    updated_at = excluded.updated_at
-            """
+            upsert = self._upsert_sql(accepted)
             upsert_params = [org, self.consent, p(self.now), p(self.now), p(self.now)]
             if self.vendor == "postgresql":
-                # One pass: the upsert hands back each contact's id and whether it was new (xmax = 0).
-                cursor.execute(
-                    f"WITH up AS ({upsert} RETURNING id, email, (xmax = 0) AS inserted) "
-                    f"INSERT INTO {ids} (id, email, inserted) SELECT id, email, inserted FROM up",
-                    upsert_params,
-                )
+                if not (self.first_contacts and self._insert_new(cursor, upsert_params)):
+                    # One pass: the upsert hands back each contact's id and whether it was new (xmax = 0).
+                    cursor.execute(
+                        f"WITH up AS ({upsert} RETURNING id, email, (xmax = 0) AS inserted) "
+                        f"INSERT INTO {ids} (id, email, inserted) SELECT id, email, inserted FROM up",
+                        upsert_params,
+                    )
             else:
                 cursor.execute(upsert, upsert_params)
                 # Rows this upsert inserted carry its timestamp; updated ones keep their created_at.
@@ -468,7 +474,7 @@ class ChunkWriter:
             upserted, created = cursor.fetchone()
             self.totals.created += created
             self.totals.existing += upserted - created
-            self._link_tags(cursor, chunk)
+            self._link_tags(cursor, chunk, created=created, existing=upserted - created)
             if self.job.contact_list_id:
                 cursor.execute(
                     f"""
@@ -478,18 +484,64 @@ class ChunkWriter:
                     """,
                     [p(self.job.contact_list_id), p(self.now)],
                 )
-            # Addresses erased on request stay unmailable when they come back in a file.
+            # Addresses erased on request stay unmailable when they come back in a file (hashed
+            # in SQL, and only when the organization has erased anyone).
+            cursor.execute(
+                "SELECT 1 FROM contacts_suppression WHERE organization_id = %s AND kind = 'email_hash' LIMIT 1", [org]
+            )
+            if cursor.fetchone() is None:
+                return
             cursor.execute(
                 f"""
                 INSERT INTO contacts_suppression (id, organization_id, kind, value, reason, source, created_at)
                 SELECT {self._new_uuid}, %s, 'email', n.email, 'erased', %s, %s FROM {accepted}
-                AND n.email_hash IN (
+                AND {self._sha256("n.email")} IN (
                     SELECT value FROM contacts_suppression WHERE organization_id = %s AND kind = 'email_hash'
                 )
                 ON CONFLICT (organization_id, kind, value) DO NOTHING
                 """,
                 [org, self.consent, p(self.now), org],
             )
+
+    def _upsert_sql(self, rows: str) -> str:
+        """INSERT ... ON CONFLICT DO UPDATE of the staged `rows` (a FROM clause over `incoming n`)."""
+        return f"""
+            INSERT INTO contacts_contact ({CONTACT_INSERT_COLUMNS})
+            SELECT %s, n.public_id, n.email, n.email_domain, n.phone, n.first_name, n.last_name,
+                   n.timezone, n.locale, {self._json("n.attributes")}, 'subscribed', %s, %s, %s, %s
+            FROM {rows}
+            ON CONFLICT (organization_id, email) DO UPDATE SET
+                phone = COALESCE(excluded.phone, contacts_contact.phone),
+                first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name
+                                  ELSE contacts_contact.first_name END,
+                last_name = CASE WHEN excluded.last_name <> '' THEN excluded.last_name
+                                 ELSE contacts_contact.last_name END,
+                timezone = CASE WHEN excluded.timezone <> '' THEN excluded.timezone
+                                ELSE contacts_contact.timezone END,
+                locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE contacts_contact.locale END,
+                attributes = {self._json_merge},
+                updated_at = excluded.updated_at
+        """
+
+    def _insert_new(self, cursor, params: list) -> bool:
+        """PostgreSQL, importing into an organization that had no contacts: the chunk's contacts are all
+        new, so a plain INSERT (no speculative insertion per row) does. Should another writer have added
+        one of these addresses meanwhile, it fails on the unique index inside a savepoint and the caller
+        upserts the chunk instead. Returns whether the rows went in."""
+        i, acc, ids = self.incoming, self.accepted, self.chunk_ids
+        try:
+            with transaction.atomic():
+                cursor.execute(
+                    f"WITH ins AS (INSERT INTO contacts_contact ({CONTACT_INSERT_COLUMNS}) "
+                    f"SELECT %s, n.public_id, n.email, n.email_domain, n.phone, n.first_name, n.last_name, "
+                    f"n.timezone, n.locale, n.attributes::jsonb, 'subscribed', %s, %s, %s, %s "
+                    f"FROM {i} n JOIN {acc} a ON a.line = n.line RETURNING id, email) "
+                    f"INSERT INTO {ids} (id, email, inserted) SELECT id, email, true FROM ins",
+                    params,
+                )
+        except IntegrityError:
+            return False
+        return True
 
     def _copy(self, cursor, table: str, columns: list[str], rows: list[tuple], encoded: bytes | None) -> None:
         if self.vendor == "postgresql":
@@ -511,14 +563,14 @@ class ChunkWriter:
             )
             self.errors_written += min(len(errors), room)
 
-    def _link_tags(self, cursor, chunk: Chunk) -> None:
+    def _link_tags(self, cursor, chunk: Chunk, *, created: int, existing: int) -> None:
         """Tags from the file's tags column and the import's own tags, in one INSERT."""
         p = self.param
         selects, params = [], []
         named = {key: self.tag_ids[key] for _line, key in chunk.tag_rows if key in self.tag_ids}
         if named:
             selects.append(
-                f"SELECT x.id AS contact_id, m.tag_id AS tag_id FROM {self.incoming_tags} t "
+                f"SELECT x.id AS contact_id, x.inserted, m.tag_id AS tag_id FROM {self.incoming_tags} t "
                 f"JOIN {self.accepted} a ON a.line = t.line "
                 f"JOIN {self.incoming} n ON n.line = t.line "
                 f"JOIN {self.chunk_ids} x ON x.email = n.email "
@@ -527,21 +579,24 @@ class ChunkWriter:
             params += [item for key, tag_id in named.items() for item in (key, p(tag_id))]
         if self.job_tag_ids:
             selects.append(
-                f"SELECT x.id AS contact_id, j.tag_id AS tag_id FROM {self.chunk_ids} x "
+                f"SELECT x.id AS contact_id, x.inserted, j.tag_id AS tag_id FROM {self.chunk_ids} x "
                 f"CROSS JOIN {self._values('j', ['tag_id'], len(self.job_tag_ids))}"
             )
             params += [p(tag_id) for tag_id in self.job_tag_ids]
         if not selects:
             return
-        cursor.execute(
-            f"""
-            INSERT INTO contacts_contacttag (contact_id, tag_id, created_at)
-            SELECT links.contact_id, links.tag_id, %s FROM ({" UNION ALL ".join(selects)}) links
-            WHERE true
-            ON CONFLICT (contact_id, tag_id) DO NOTHING
-            """,
-            [p(self.now), *params],
-        )
+        links = f"SELECT links.contact_id, links.tag_id, %s FROM ({' UNION ALL '.join(selects)}) links"
+        # A contact this chunk created has no links yet, and no other transaction can see it to
+        # link it: its links are plain inserts (no speculative insertion per row). Only the links
+        # of contacts that existed before need ON CONFLICT.
+        for new, count in ((True, created), (False, existing)):
+            if count:
+                cursor.execute(
+                    f"INSERT INTO contacts_contacttag (contact_id, tag_id, created_at) {links} "
+                    f"WHERE links.inserted = {'true' if new else 'false'}"
+                    f"{'' if new else ' ON CONFLICT (contact_id, tag_id) DO NOTHING'}",
+                    [p(self.now), *params],
+                )
 
     def finish(self) -> None:
         if self.totals.rows == 0:
@@ -576,6 +631,12 @@ class ChunkWriter:
                 properties={"tag": key, "tag_id": str(tag_id), "source": "import"},
                 occurred_at=self.now,
             )
+
+    def _sha256(self, column: str) -> str:
+        """SQL for normalize.address_hash() of an already normalized address."""
+        if self.vendor == "postgresql":
+            return f"encode(sha256(convert_to({column}, 'UTF8')), 'hex')"
+        return f"cc_sha256({column})"
 
     @property
     def _new_uuid(self) -> str:
@@ -629,17 +690,17 @@ def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
             if first != line:
                 chunk.errors.append((line, f"duplicate of line {first} (same email address)"))
                 continue
-            chunk.rows.append((line, uuid7().hex, *row))  # public_id, used only if the contact is new
+            chunk.rows.append((line, None, *row))  # public_id: given per chunk below, used only for new contacts
             for tag in tags:
                 key = tag.lower()
                 chunk.tag_names.setdefault(key, tag)
                 chunk.tag_rows.append((line, key))
         if len(chunk) >= CHUNK_ROWS:
-            yield chunk
+            yield chunk.with_public_ids()
             chunk = Chunk()
             first_lines.clear()
     if len(chunk):
-        yield chunk
+        yield chunk.with_public_ids()
 
 
 def run_import(job: ImportJob) -> ImportJob:

@@ -86,7 +86,14 @@ class Contact(TenantModel):
         ]
         # Few indexes on purpose: every one is paid for on each imported row. Segment and
         # audience queries scan the organization's contacts through (organization, email).
-        indexes = [models.Index(fields=["organization", "phone"], name="contacts_contact_org_phone")]
+        # Phone lookups are for a number, so contacts without one stay out of that index.
+        indexes = [
+            models.Index(
+                fields=["organization", "phone"],
+                name="contacts_contact_org_phone",
+                condition=models.Q(phone__isnull=False),
+            )
+        ]
 
     def __str__(self) -> str:
         return self.email or self.phone or f"contact {self.public_id}"

@@ -52,6 +52,11 @@ def normalize_phone(value: str) -> str:
         raise InvalidValue("phone is missing")
     if text.startswith("00"):
         text = "+" + text[2:]
+    if _E164.fullmatch(text):
+        # Already E.164 (what most files hold): skip the parser, keep the validity check.
+        number = _e164_number(text)
+        if number is not None and phonenumbers.is_valid_number(number):
+            return text
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
@@ -59,6 +64,22 @@ def normalize_phone(value: str) -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidValue(f"{value.strip()!r} is not a valid phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _e164_number(text: str) -> phonenumbers.PhoneNumber | None:
+    """The number of an E.164 string, or None when only the full parser can tell (leading zeros)."""
+    digits = text[1:]
+    for size in (1, 2, 3):  # country calling codes are a prefix code: the first one that exists is it
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[size:]
+            if not national or national[0] == "0":
+                return None
+            return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return None
 
 
 def normalize_timezone(value: str) -> str:

@@ -230,3 +230,35 @@ def test_duplicates_across_chunks_point_at_the_first_line(org, run_import, monke
     ]
     tags = set(ContactTag.objects.filter(contact__email="a@example.com").values_list("tag__name", flat=True))
     assert tags == {"red"}
+
+
+def test_a_first_import_falls_back_to_the_upsert_when_someone_else_adds_an_address(org, run_import, monkeypatch):
+    from django.db import connection
+
+    from contacts.importer import ChunkWriter
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plain insert for an organization's first contacts is PostgreSQL's")
+    insert_new = ChunkWriter._insert_new
+    outcomes = []
+
+    def while_someone_else_creates_bob(self, cursor, params):
+        assert self.first_contacts
+        # Between the check that the organization had no contacts and this chunk's insert.
+        ContactFactory(organization=org, email="bob@example.com", first_name="Robert", last_name="Old")
+        outcomes.append(insert_new(self, cursor, params))
+        return outcomes[-1]
+
+    monkeypatch.setattr(ChunkWriter, "_insert_new", while_someone_else_creates_bob)
+    job = run_import(org, "email,first_name\nana@example.com,Ana\nbob@example.com,Bob\n", tags=["fair"])
+
+    assert outcomes == [False]  # the plain insert hit the unique index; the upsert took over
+    assert job.status == ImportStatus.COMPLETED
+    assert (job.created, job.updated, job.failed) == (1, 1, 0)
+    assert Contact.objects.filter(organization=org).count() == 2
+    bob = Contact.objects.get(organization=org, email="bob@example.com")
+    assert (bob.first_name, bob.last_name) == ("Bob", "Old")
+    assert set(ContactTag.objects.filter(tag__name="fair").values_list("contact__email", flat=True)) == {
+        "ana@example.com",
+        "bob@example.com",
+    }

@@ -60,3 +60,44 @@ def test_timezones():
 )
 def test_typed_attributes(raw, expected):
     assert typed_attribute(raw) == expected
+
+
+def _full_parser(text: str) -> str | None:
+    """What the parser alone says of a number (the reference the E.164 fast path must agree with)."""
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_the_e164_fast_path_agrees_with_the_parser_for_every_region():
+    import random
+
+    import phonenumbers
+
+    rng = random.Random(5)
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, phonenumbers.PhoneNumberFormat.E164)
+            # The example, a near neighbour, a shorter and a longer one: valid and invalid alike.
+            variants = [e164, e164[:-1] + str(rng.randrange(10)), e164[:-2], e164 + "7"]
+            for text in variants:
+                expected = _full_parser(text)
+                if expected is None:
+                    with pytest.raises(InvalidValue):
+                        normalize_phone(text)
+                else:
+                    assert normalize_phone(text) == expected, text
+                checked += 1
+    assert checked > 800
+    # Italian fixed lines keep their leading zero (the parser's job, not the fast path's).
+    assert normalize_phone("+390612345678") == _full_parser("+390612345678") == "+390612345678"
