@@ -202,7 +202,7 @@ def read_rows(stream: BinaryIO, fmt: FileFormat) -> tuple[list[str], Iterator[tu
                 ) from None
             except csv.Error as exc:
                 raise ImportFailure(f"Line {reader.line_num}: the CSV is malformed ({exc}).") from None
-            if cells and any(cell.strip() for cell in cells):
+            if cells and "".join(cells).strip():
                 yield reader.line_num, cells
 
     return header, rows()
@@ -214,9 +214,9 @@ _json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 def parse_row(cells: list[str], columns: ColumnMap) -> tuple[tuple, list[str]]:
     """One row as a staging tuple (without line and id) plus its tag names; raises InvalidValue."""
     width = columns.width
-    if len(cells) > width and any(c.strip() for c in cells[width:]):
+    if len(cells) > width and "".join(cells[width:]).strip():
         raise InvalidValue(f"has {len(cells)} cells but the header has {width} columns")
-    if len(max(cells, key=len)) > MAX_FIELD_CHARS:
+    if max(map(len, cells)) > MAX_FIELD_CHARS:
         raise InvalidValue(f"a cell is longer than {MAX_FIELD_CHARS} characters")
     # Pad so every mapped column exists; a missing field points at the last, empty cell.
     padded = cells[:width] + [""] * (width - len(cells) + 1)
@@ -300,8 +300,8 @@ def _copy_text(rows: list[tuple]) -> bytes:
     lines = []
     for row in rows:
         line = "\t".join([value if type(value) is str else _copy_value(value) for value in row])
-        # Most rows need no escaping: no backslash or line break anywhere, and only the separators' tabs.
-        if "\\" in line or "\n" in line or "\r" in line or line.count("\t") != len(row) - 1:
+        # Most rows need no escaping: no backslash but those of \\N, no line break, only the separators' tabs.
+        if line.count("\\") != row.count(None) or "\n" in line or "\r" in line or line.count("\t") != len(row) - 1:
             line = "\t".join(map(_copy_value, row))
         lines.append(line)
     lines.append("")

@@ -96,14 +96,20 @@ def normalize_domain(value: str) -> str:
     return domain
 
 
+_BOOLEAN_INITIALS = frozenset("tTfF")
+
+
 def typed_attribute(value: str) -> str | int | float | bool:
     """CSV cells are text; numbers and booleans become JSON numbers and booleans so segment
     comparisons work. Numbers with leading zeros (postcodes, ids) stay text."""
     text = value.strip()
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if text and (text[0].isdigit() or (text[0] == "-" and text[1:2].isdigit())):
+    first = text[:1]
+    if first in _BOOLEAN_INITIALS:
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        return text
+    if first.isdigit() or (first == "-" and text[1:2].isdigit()):
         digits = text.lstrip("-")
         if len(digits) > 1 and digits[0] == "0" and digits[1] != ".":
             return text

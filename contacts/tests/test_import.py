@@ -262,3 +262,23 @@ def test_a_first_import_falls_back_to_the_upsert_when_someone_else_adds_an_addre
         "ana@example.com",
         "bob@example.com",
     }
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        (1, "plain", None, "x"),
+        (2, "back\\slash", None, None),
+        (3, "tab\there", "", None),
+        (4, "new\nline", "carriage\rreturn", 7),
+        (5, "\\N", None, "literal backslash-N"),
+        (6, None, None, None),
+    ],
+)
+def test_copy_text_escapes_exactly_what_copy_needs(row):
+    from contacts.importer import _copy_text, _copy_value
+
+    expected = ("\t".join(map(_copy_value, row)) + "\n").encode()
+    assert _copy_text([row]) == expected
+    assert _copy_value("back\\slash") == "back\\\\slash"
+    assert _copy_value(None) == "\\N"
