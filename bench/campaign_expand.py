@@ -128,9 +128,10 @@ def run() -> str:
         "",
         f'{CONTACTS:,} subscribed contacts with one tag, audience `{{"tags": ["all"]}}`. `campaign_expand` resolves',
         "the audience (tag EXISTS, status, suppressions by address and domain, exclusion reasons), inserts the",
-        "messages with INSERT ... SELECT in chunks of 250,000 contact ids with ON CONFLICT DO NOTHING, and counts",
-        "the exclusions. The baseline inserts the same rows into the same table (same indexes) with one plain",
-        "INSERT ... SELECT and no audience logic. Goal: <= 20 s and within 1.5x of the baseline.",
+        "messages with INSERT ... SELECT in chunks of 250,000 contact ids (a plain INSERT for a chunk with no",
+        "messages yet, inside a savepoint that falls back to ON CONFLICT DO NOTHING, which a rerun uses), and",
+        "counts the exclusions. The baseline inserts the same rows into the same table (same indexes) with one",
+        "plain INSERT ... SELECT and no audience logic. Goal: <= 20 s and within 1.5x of the baseline.",
         f"Data setup (when missing): {setup:.0f} s.",
     ]
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
@@ -288,7 +288,7 @@ def campaign_expand(*, campaign: Campaign, step: int = 0) -> int:
         while low <= bounds["high"]:
             high = low + EXPAND_CHUNK_IDS
             chunk = campaign_audience(campaign, now=now, id_range=(low, high))
-            excluded.update(_expand_chunk(campaign, chunk, address, step, now))
+            excluded.update(_expand_chunk(campaign, chunk, address, step, now, (low, high)))
             low = high
     total = Message.objects.filter(campaign=campaign, step=step).count()
     ordered = {reason: excluded[reason] for reason in EXCLUSION_ORDER if excluded.get(reason)}
@@ -297,8 +297,13 @@ def campaign_expand(*, campaign: Campaign, step: int = 0) -> int:
     return total
 
 
-def _expand_chunk(campaign, audience: Audience, address: str, step: int, now) -> dict[str, int]:
-    """Insert one chunk's messages and count its exclusions; one pass over the chunk on PostgreSQL."""
+def _expand_chunk(campaign, audience: Audience, address: str, step: int, now, id_range) -> dict[str, int]:
+    """Insert one chunk's messages and count its exclusions; one pass over the chunk on PostgreSQL.
+
+    A chunk with no messages yet (the first expansion) is a plain INSERT: ON CONFLICT would make every
+    row a speculative insertion. Should another expansion of the campaign write some of these rows
+    meanwhile, the insert fails on the unique constraint inside a savepoint and ON CONFLICT DO NOTHING
+    takes over, as it does for a chunk that has messages already (a rerun)."""
     chunk = audience.candidates.annotate(exclusion=audience.reason)
     select_sql, select_params = chunk.values("id", address, "exclusion").query.sql_with_params()
     variant_sql, variant_params = _variant_split(campaign) if step == 0 else ("NULL", [])
@@ -307,27 +312,45 @@ def _expand_chunk(campaign, audience: Audience, address: str, step: int, now) ->
             status, sending_domain, attempts, last_error, created_at, variant_id)
         SELECT %s, %s, %s, chosen.id, chosen.{address}, %s, '', 0, '', %s, {variant_sql}
         FROM {{source}} AS chosen WHERE chosen.exclusion IS NULL
-        ON CONFLICT (campaign_id, step, contact_id) DO NOTHING
+        {{on_conflict}}
     """
+    on_conflict = "ON CONFLICT (campaign_id, step, contact_id) DO NOTHING"
     insert_params = [*_ids(campaign), step, MessageStatus.PLANNED, _param(now), *variant_params]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # The planner's estimates for these EXISTS-heavy queries are poor and JIT compiling
             # them costs more than running them.
             cursor.execute("SET LOCAL jit = off")
-            cursor.execute(
-                f"WITH chunk AS MATERIALIZED ({select_sql}), "
-                f"inserted AS ({insert.format(source='chunk')} RETURNING 1) "
-                "SELECT exclusion, count(*) FROM chunk WHERE exclusion IS NOT NULL GROUP BY exclusion",
-                [*select_params, *insert_params],
-            )
-            return dict(cursor.fetchall())
-        cursor.execute(insert.format(source=f"({select_sql})"), [*insert_params, *select_params])
+
+            def run(conflict_clause: str) -> dict[str, int]:
+                cursor.execute(
+                    f"WITH chunk AS MATERIALIZED ({select_sql}), "
+                    f"inserted AS ({insert.format(source='chunk', on_conflict=conflict_clause)} RETURNING 1) "
+                    "SELECT exclusion, count(*) FROM chunk WHERE exclusion IS NOT NULL GROUP BY exclusion",
+                    [*select_params, *insert_params],
+                )
+                return dict(cursor.fetchall())
+
+            if not _chunk_has_messages(campaign, step, id_range):
+                try:
+                    with transaction.atomic():
+                        return run("")
+                except IntegrityError:
+                    pass  # written meanwhile by another expansion: the rerun path below settles it
+            return run(on_conflict)
+        cursor.execute(
+            insert.format(source=f"({select_sql})", on_conflict=on_conflict), [*insert_params, *select_params]
+        )
         cursor.execute(
             f"SELECT exclusion, count(*) FROM ({select_sql}) AS chunk WHERE exclusion IS NOT NULL GROUP BY exclusion",
             select_params,
         )
         return dict(cursor.fetchall())
+
+
+def _chunk_has_messages(campaign: Campaign, step: int, id_range: tuple[int, int]) -> bool:
+    low, high = id_range
+    return Message.objects.filter(campaign=campaign, step=step, contact_id__gte=low, contact_id__lt=high).exists()
 
 
 def _variant_split(campaign: Campaign) -> tuple[str, list]:

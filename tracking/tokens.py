@@ -53,15 +53,22 @@ def _unb62(text: str) -> int:
 
 
 @lru_cache(maxsize=64)
-def _key(purpose: str, secret: str) -> bytes:
-    # salted_hmac's key derivation, done once per purpose and secret (a send signs ~15 URLs a message).
-    return hashlib.sha256(f"tracking.{purpose}".encode() + secret.encode()).digest()
+def _hmac_states(purpose: str, secret: str):
+    """HMAC-SHA256's inner and outer hash states for salted_hmac's derived key, made once per purpose
+    and secret: a send signs a dozen URLs a message, and copying two states is the cheap part of HMAC."""
+    key = hashlib.sha256(f"tracking.{purpose}".encode() + secret.encode()).digest().ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
+    return inner, outer
 
 
 def _signature(purpose: str, payload: str) -> str:
-    # The same HMAC as salted_hmac(f"tracking.{purpose}", payload, algorithm="sha256").
-    digest = hmac.digest(_key(purpose, settings.SECRET_KEY), payload.encode(), "sha256")
-    return base64.urlsafe_b64encode(digest).decode()[:SIGNATURE_CHARS]
+    # The same HMAC as salted_hmac(f"tracking.{purpose}", payload, algorithm="sha256") (RFC 2104).
+    inner, outer = _hmac_states(purpose, settings.SECRET_KEY)
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(payload.encode())
+    outer.update(inner.digest())
+    return base64.urlsafe_b64encode(outer.digest()).decode()[:SIGNATURE_CHARS]
 
 
 def _sign(purpose: str, payload: str) -> str:

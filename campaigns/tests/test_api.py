@@ -6,6 +6,7 @@ from accounts.models import Role
 from campaigns import services
 from campaigns.models import Campaign, Message, MessageStatus
 from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory
+from contacts.models import Contact
 from contacts.tests.factories import ContactFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
@@ -158,6 +159,25 @@ def test_expansion_is_idempotent_and_chunked(manager, audience, monkeypatch):
     assert Message.objects.filter(campaign=campaign).count() == 5
     assert services.campaign_plan(campaign=campaign) == 5
     assert services.campaign_plan(campaign=campaign) == 0
+
+
+def test_an_expansion_that_meets_rows_written_meanwhile_finishes_without_doubles(manager, audience, monkeypatch):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plain first insert is PostgreSQL's")
+    _, org = manager
+    campaign = CampaignFactory(organization=org, status="running")
+    first = Contact.objects.filter(organization=org).order_by("id").first()
+    # Another expansion of the same campaign wrote one message after this one looked for any.
+    Message.objects.create(
+        organization=org, campaign=campaign, step=0, contact=first, to_address=first.email, status=MessageStatus.PLANNED
+    )
+    monkeypatch.setattr(services, "_chunk_has_messages", lambda *args: False)
+
+    assert services.campaign_expand(campaign=campaign) == 5
+    assert Message.objects.filter(campaign=campaign, contact=first).count() == 1
+    assert Message.objects.filter(campaign=campaign).count() == 5
 
 
 def test_a_future_start_makes_the_campaign_scheduled(manager, audience, django_capture_on_commit_callbacks):
