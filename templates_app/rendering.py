@@ -191,18 +191,19 @@ class _MessageState:
         self.pixel_done = False
 
     def track(self, url: str) -> str | None:
+        tracked = self.tracked.get(url)  # the text part and repeated links ask again
+        if tracked is not None:
+            return tracked
         if self.tracking is None or not url[:8].lower().startswith(("http://", "https://")):
             return None
         if url == self.unsubscribe_url:
             return None
-        tracked = self.tracked.get(url)
-        if tracked is None:
-            try:
-                tracked = self.tracking.click_url(url, len(self.links))
-            except Exception as exc:
-                raise _CallbackFailed from exc
-            self.tracked[url] = tracked
-            self.links.append(url)
+        try:
+            tracked = self.tracking.click_url(url, len(self.links))
+        except Exception as exc:
+            raise _CallbackFailed from exc
+        self.tracked[url] = tracked
+        self.links.append(url)
         return tracked
 
     def pixel(self) -> str:
@@ -235,7 +236,16 @@ def _track_link(eval_ctx, value):
     tracked = state.track(url)
     if tracked is None:
         return value
-    return Markup.escape(tracked) if eval_ctx.autoescape else tracked
+    if not eval_ctx.autoescape:
+        return tracked
+    return _escaped_url(tracked)
+
+
+def _escaped_url(url: str) -> Markup:
+    """Markup.escape(url), skipping the work for the usual URL that holds nothing to escape."""
+    if "&" in url or "<" in url or ">" in url or '"' in url or "'" in url:
+        return Markup.escape(url)
+    return Markup(url)  # noqa: S704 - checked above: no character HTML escaping would change
 
 
 @pass_context
@@ -691,7 +701,8 @@ class CompiledTemplate:
         """Render one message. Raises RenderError (a DomainError) when this message cannot be rendered."""
         if tracking is not None and not self.tracked:
             raise ValueError("this template was compiled without tracking; prepare(..., tracked=True)")
-        context = dict(context)
+        # The sandbox's globals merged in once for all parts (Jinja would copy them into each).
+        context = {**_PLAIN.globals, **context}
         state = _MessageState(tracking, str(context.get("unsubscribe_url") or ""))
         token = _state.set(state)
         try:
@@ -783,7 +794,8 @@ class CompiledTemplate:
         try:
             # Counted as the chunks arrive: a template that outputs one big value many times
             # is stopped at the cap, not after every copy (escaping makes one) was collected.
-            for chunk in template.root_render_func(template.new_context(context)):
+            shared = template.globals == _PLAIN.globals  # then `context` holds them already (see render)
+            for chunk in template.root_render_func(template.new_context(context, shared=shared)):
                 room -= len(chunk)
                 if room < 0:
                     raise LimitExceeded(f"the output is larger than {limits.max_output:,} characters")

@@ -603,9 +603,17 @@ def _checked_filter(name: str, func):
     pass_arg = _PassArg.from_obj(func)
     max_input = SLOW_FILTER_INPUT.get(name)
 
+    plain = pass_arg is None and max_input is None
+
     @pass_context
     def checked(context, value, *args, **kwargs):
         limits = _tick()
+        if plain and type(value) is str and not args and not kwargs:
+            # The usual call, `{{ text|filter }}`: nothing to measure before, the result after.
+            result = func(value)
+            if type(result) is str and len(result) <= limits.max_value:
+                return result
+            return check_size(result, limits)
         if isinstance(value, _CONTAINERS):
             _check_inputs((value,), limits)
         if max_input is not None and len(str(value)) > max_input:
