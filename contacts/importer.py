@@ -56,6 +56,9 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 64 * 1024
 CHUNK_ROWS = 20_000
+# Reading and writing overlap; the first chunk is read with nothing to write yet and the last is
+# written with nothing left to read. Chunks start small, grow, and shrink again towards the end.
+MIN_CHUNK_ROWS = 2_000
 MAX_COLUMNS = 200
 MAX_FIELD_CHARS = 10_000
 MAX_ROW_ERRORS = 100_000
@@ -679,6 +682,7 @@ def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
     header, rows = read_rows(stream, fmt)
     columns = map_columns(header)
     chunk = Chunk()
+    limit = _chunk_limit(grown=MIN_CHUNK_ROWS, remaining=estimated)
     first_lines: dict[str, int] = {}  # this chunk's addresses; earlier chunks are checked in the database
     for line, cells in rows:
         try:
@@ -695,12 +699,18 @@ def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
                 key = tag.lower()
                 chunk.tag_names.setdefault(key, tag)
                 chunk.tag_rows.append((line, key))
-        if len(chunk) >= CHUNK_ROWS:
+        if len(chunk) >= limit:
             yield chunk.with_public_ids()
             chunk = Chunk()
             first_lines.clear()
+            limit = _chunk_limit(grown=limit * 2, remaining=estimated - line)
     if len(chunk):
         yield chunk.with_public_ids()
+
+
+def _chunk_limit(*, grown: int, remaining: int) -> int:
+    """Rows in the next chunk: growing from the first, at most CHUNK_ROWS, and a quarter of what is left."""
+    return min(CHUNK_ROWS, grown, max(MIN_CHUNK_ROWS, remaining // 4))
 
 
 def run_import(job: ImportJob) -> ImportJob:

@@ -282,3 +282,18 @@ def test_copy_text_escapes_exactly_what_copy_needs(row):
     assert _copy_text([row]) == expected
     assert _copy_value("back\\slash") == "back\\\\slash"
     assert _copy_value(None) == "\\N"
+
+
+def test_chunks_grow_from_small_and_shrink_towards_the_end_of_the_file():
+    from contacts.importer import CHUNK_ROWS, MIN_CHUNK_ROWS, _chunk_limit
+
+    sizes, remaining, limit = [], 200_000, _chunk_limit(grown=MIN_CHUNK_ROWS, remaining=200_000)
+    while remaining > 0:
+        size = min(limit, remaining)
+        sizes.append(size)
+        remaining -= size
+        limit = _chunk_limit(grown=limit * 2, remaining=remaining)
+    assert sizes[:5] == [2_000, 4_000, 8_000, 16_000, CHUNK_ROWS]
+    assert max(sizes) == CHUNK_ROWS
+    assert sizes[-1] <= MIN_CHUNK_ROWS  # the writer finishes soon after the reader
+    assert sum(sizes) == 200_000
