@@ -19,6 +19,7 @@ from pathlib import Path
 
 TITLE = "Contact CSV import (100k and 1M rows)"
 SIZES = [100_000, 1_000_000]
+REIMPORT_SIZE = 100_000  # the same file imported twice into one organization: the upsert path
 CITIES = ["Utrecht", "Amsterdam", "Rotterdam", "Delft", "Leiden", "Zwolle", "Breda", "Gouda", "Ede", "Hoorn"]
 PLANS = ["free", "pro", "team", "enterprise"]
 TAGS = ["vip", "newsletter", "customer", "lead", "event-2026"]
@@ -47,8 +48,9 @@ def write_csv(path: Path, rows: int, seed: int = 7) -> None:
             )
 
 
-def import_once(csv_path: str) -> dict:
-    """Run in a child process: import the file into a fresh organization."""
+def import_once(csv_path: str, again: bool = False) -> dict:
+    """Run in a child process: import the file into a fresh organization (with `again`, import it
+    once untimed first, then time the second import: every row an update of an existing contact)."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -60,18 +62,20 @@ def import_once(csv_path: str) -> dict:
     from contacts.models import ImportJob, ImportStatus
 
     org = Organization.objects.create(name="Bench import", slug=f"bench-import-{time.time_ns()}")
-    job = ImportJob(organization=org, tag_names=["imported"])
-    with open(csv_path, "rb") as handle:
-        job.file.save("bench.csv", File(handle), save=False)
-    job.save()
-    started = time.perf_counter()
-    job = run_import(job)
-    elapsed = time.perf_counter() - started
-    assert job.status == ImportStatus.COMPLETED, job.failure_reason
+    for _ in range(2 if again else 1):
+        job = ImportJob(organization=org, tag_names=["imported"])
+        with open(csv_path, "rb") as handle:
+            job.file.save("bench.csv", File(handle), save=False)
+        job.save()
+        started = time.perf_counter()
+        job = run_import(job)
+        elapsed = time.perf_counter() - started
+        assert job.status == ImportStatus.COMPLETED, job.failure_reason
     return {
         "seconds": elapsed,
         "rows": job.total_rows,
         "created": job.created,
+        "updated": job.updated,
         "failed": job.failed,
         "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -135,11 +139,12 @@ def run() -> str:
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        for size in SIZES:
+        for size, again in [(size, False) for size in SIZES] + [(REIMPORT_SIZE, True)]:
             path = Path(tmp) / f"contacts_{size}.csv"
-            write_csv(path, size)
+            if not path.exists():
+                write_csv(path, size)
             baseline = copy_baseline(path)
-            code = f"import json, bench.contacts_import as b; print(json.dumps(b.import_once({str(path)!r})))"
+            code = f"import json, bench.contacts_import as b; print(json.dumps(b.import_once({str(path)!r}, {again})))"
             child = subprocess.run(
                 [sys.executable, "-c", code],
                 capture_output=True,
@@ -149,10 +154,11 @@ def run() -> str:
                 env={**os.environ, "LOG_LEVEL": "WARNING"},
             )
             result = json.loads(child.stdout.strip().splitlines()[-1])
-            assert result["created"] == size, result
+            assert result["updated" if again else "created"] == size, result
             rate = size / result["seconds"]
+            label = f"{size:,} again (every row updates a contact)" if again else f"{size:,}"
             lines.append(
-                f"| {size:,} | {result['seconds']:.1f} s | {rate:,.0f} | {result['max_rss_mb']:.0f} MB "
+                f"| {label} | {result['seconds']:.1f} s | {rate:,.0f} | {result['max_rss_mb']:.0f} MB "
                 f"| {baseline:.2f} s | {size / baseline:,.0f} | {result['seconds'] / baseline:.1f}x |"
             )
             clean_database()
@@ -162,8 +168,8 @@ def run() -> str:
         "row, city, age, plan, date, 0-2 tags) into a fresh organization: validation of every row, COPY into a",
         "staging table, the contacts (a plain INSERT, as the organization had no contacts before: a savepoint falls",
         "back to INSERT ... ON CONFLICT if another writer adds one of the addresses meanwhile; a re-import into an",
-        "organization with contacts runs the upsert), tag links and the job's tag, one transaction. Goal: >= 20,000",
-        "rows/s with flat memory. Baseline: `COPY` of the same file into an unindexed table of text columns (no",
-        "validation, no upsert), measured in the same run.",
+        "organization with contacts runs the upsert: the last row), tag links and the job's tag, one transaction.",
+        "Goal: >= 20,000 rows/s with flat memory. Baseline: `COPY` of the same file into an unindexed table of",
+        "text columns (no validation, no upsert), measured in the same run.",
     ]
     return "\n".join(lines)
