@@ -570,7 +570,14 @@ class ChunkWriter:
         """Tags from the file's tags column and the import's own tags, in one INSERT."""
         p = self.param
         selects, params = [], []
-        named = {key: self.tag_ids[key] for _line, key in chunk.tag_rows if key in self.tag_ids}
+        # Every row gets the import's own tags below: a file tag that is one of them is linked there
+        # once. Each (contact, tag) pair comes out once, so new contacts' links need no ON CONFLICT.
+        job_tags = set(self.job_tag_ids)
+        named = {
+            key: self.tag_ids[key]
+            for _line, key in chunk.tag_rows
+            if key in self.tag_ids and self.tag_ids[key] not in job_tags
+        }
         if named:
             selects.append(
                 f"SELECT x.id AS contact_id, x.inserted, m.tag_id AS tag_id FROM {self.incoming_tags} t "
@@ -695,8 +702,7 @@ def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
                 chunk.errors.append((line, f"duplicate of line {first} (same email address)"))
                 continue
             chunk.rows.append((line, None, *row))  # public_id: given per chunk below, used only for new contacts
-            for tag in tags:
-                key = tag.lower()
+            for key, tag in {tag.lower(): tag for tag in reversed(tags)}.items():  # "vip;VIP" is one tag
                 chunk.tag_names.setdefault(key, tag)
                 chunk.tag_rows.append((line, key))
         if len(chunk) >= limit:

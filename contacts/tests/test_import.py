@@ -297,3 +297,12 @@ def test_chunks_grow_from_small_and_shrink_towards_the_end_of_the_file():
     assert max(sizes) == CHUNK_ROWS
     assert sizes[-1] <= MIN_CHUNK_ROWS  # the writer finishes soon after the reader
     assert sum(sizes) == 200_000
+
+
+def test_a_tag_repeated_in_a_cell_or_also_given_to_the_import_links_once(org, run_import):
+    content = 'email,tags\na@example.com,"vip;VIP;Fair"\nb@example.com,fair\n'
+    for _ in range(2):  # the organization's first contacts, then the same file again (the upsert path)
+        job = run_import(org, content, tags=["FAIR"])
+        assert job.status == ImportStatus.COMPLETED, job.failure_reason
+    links = sorted(ContactTag.objects.filter(contact__organization=org).values_list("contact__email", "tag__name"))
+    assert links == [("a@example.com", "FAIR"), ("a@example.com", "vip"), ("b@example.com", "FAIR")]
