@@ -81,7 +81,19 @@ class PreparedMIME:
         return self._message().get_charset() if self._full is not None else None
 
     def __getattr__(self, name):
+        if name.startswith("__") or name in PreparedMIME.__slots__:
+            raise AttributeError(name)  # not set yet (copy, pickle): no recursion into _message()
         return getattr(self._message(), name)
+
+    def __setattr__(self, name, value):
+        if name in PreparedMIME.__slots__:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._message(), name, value)
+
+    def __reduce_ex__(self, protocol):
+        # Copied or pickled, it is Django's message.
+        return (_as_is, (self._message(),))
 
     def __getitem__(self, name):
         return self._message()[name]
@@ -108,6 +120,10 @@ class PreparedMIME:
         return self.as_string()
 
 
+def _as_is(message):
+    return message
+
+
 # --- building --------------------------------------------------------------------------------------------
 
 
@@ -122,8 +138,8 @@ def _prepared_bytes(email: EmailMultiAlternatives) -> bytes | None:
         if len(alternatives) != 1 or alternatives[0][1] != "text/html" or email.content_subtype != "plain":
             return None
         html = alternatives[0][0]
-        if not isinstance(html, str):
-            return None
+        if not isinstance(html, str) or not email.body:
+            return None  # (Django leaves an empty text part out)
     if not isinstance(email.body, str):
         return None
     extra = email.extra_headers
@@ -288,13 +304,17 @@ def pipelined_sendmail(conn: smtplib.SMTP, sender: str, recipients: list[str], d
     commands = [f"MAIL FROM:<{sender}>{options}\r\n", *(f"RCPT TO:<{a}>\r\n" for a in recipients), "DATA\r\n"]
     conn.send("".join(commands).encode("ascii"))
     mail_code, mail_reply = conn.getreply()
+    if mail_code == 421:  # the server is closing: nothing more will be answered
+        conn.close()
+        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
     refused: dict[str, tuple[int, bytes]] = {}
-    closing = mail_code == 421
     for address in recipients:
         code, reply = conn.getreply()
         if code not in (250, 251):
             refused[address] = (code, reply)
-        closing = closing or code == 421
+        if code == 421:
+            conn.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
     data_code, data_reply = conn.getreply()
     if data_code == 354 and (mail_code != 250 or len(refused) == len(recipients)):
         # A server that opened DATA although the transaction failed: end it empty.
@@ -307,9 +327,8 @@ def pipelined_sendmail(conn: smtplib.SMTP, sender: str, recipients: list[str], d
         data = data.replace(b"\n.", b"\n..")
         conn.send(data + (b".\r\n" if data.endswith(CRLF) else b"\r\n.\r\n"))
         data_code, data_reply = conn.getreply()
-        closing = closing or data_code == 421
     if mail_code != 250 or len(refused) == len(recipients) or data_code != 250:
-        if closing or data_code == 421:
+        if data_code == 421:
             conn.close()
         else:
             with contextlib.suppress(smtplib.SMTPServerDisconnected):  # as sendmail does: the error below matters

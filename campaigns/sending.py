@@ -229,7 +229,7 @@ class _CampaignRenderer:
             local, _, domain = address.rpartition("@")
             if sending_domain and sending_domain != domain and local:
                 address, domain = f"{local}@{sending_domain}", sending_domain
-            known = self._senders[sending_domain] = (f"{name} <{address}>" if name else address, domain or "localhost")
+            known = self._senders[sending_domain] = (_mailbox(name, address), domain or "localhost")
         return known
 
     def build(self, message: Message) -> tuple[CampaignEmail, str]:
@@ -269,6 +269,18 @@ class _CampaignRenderer:
         if rendered.html:
             email.attach_alternative(rendered.html, "text/html")
         return email, provider_id
+
+
+_SPECIALS = frozenset('()<>[]:;@\\,."')
+
+
+def _mailbox(name: str, address: str) -> str:
+    """`Name <address>`, the name quoted when it holds a character with a meaning in addresses."""
+    if not name:
+        return address
+    if _SPECIALS.intersection(name):
+        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{name} <{address}>"
 
 
 def _callback_url(message: Message) -> str:
@@ -351,10 +363,10 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
             ready.append((message, email, provider_id))
         return ready
 
-    def settle(outcomes: list[tuple[Message, CampaignEmail, str, Exception | None]]) -> list[Sent]:
+    def settle(outcomes: list[Outcome]) -> list[Sent]:
         """Count a sent group's outcomes; failures are recorded now, the sent ones returned for recording."""
         sent = []
-        for message, email, provider_id, error in outcomes:
+        for message, email, provider_id, error, at in outcomes:
             if error is not None:
                 outcome = classify(error)
                 _record_failure(message, outcome)
@@ -363,7 +375,7 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 result.failed += not retry
                 continue
             anymail_id = getattr(getattr(email, "anymail_status", None), "message_id", None)
-            sent.append((message.pk, anymail_id or provider_id.strip("<>"), timezone.now(), message.contact_id))
+            sent.append((message.pk, anymail_id or provider_id.strip("<>"), at, message.contact_id))
             result.sent += 1
         return sent
 
@@ -379,12 +391,16 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 ready = prepare(messages[start : start + GROUP])
                 if not ready:
                     continue
-                done = settle(in_flight.result()) if in_flight is not None else []
-                in_flight = None
+                finished, in_flight = in_flight, None
+                done = settle(finished.result()) if finished is not None else []
                 # Commit `sending` before the provider calls: if this process dies during them, the
                 # messages become `unknown` rather than being sent again. The lease is fresh: time
                 # the chunk spent waiting in the queue must not count against the calls.
-                marked = _mark_sending([message for message, _, _ in ready], lease, record=done)
+                try:
+                    marked = _mark_sending([message for message, _, _ in ready], lease, record=done)
+                except Exception:
+                    _record_sent(done)  # what went out is recorded even when the marking failed
+                    raise
                 if len(marked) < len(ready):
                     # Not ours any more (skipped), or the campaign stopped running: those go back in line.
                     unmarked = [message.pk for message, _, _ in ready if message.pk not in marked]
@@ -398,13 +414,16 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                     in_flight = calls.submit(_provider_calls, mailer, group)
         finally:
             # Also on the way out of an error: what went out is recorded, nothing is left behind.
-            if in_flight is not None:
-                _record_sent(settle(in_flight.result()))
-            mailer.close()
+            try:
+                if in_flight is not None:
+                    _record_sent(settle(in_flight.result()))
+            finally:
+                mailer.close()
     return result
 
 
 Sent = tuple[int, str, datetime, int]  # message id, provider message id, sent at, contact id
+Outcome = tuple[Message, CampaignEmail, str, Exception | None, datetime]  # ..., the error if any, when
 
 
 def _provider_calls(mailer, group: list[tuple[Message, CampaignEmail, str]]):
@@ -415,10 +434,10 @@ def _provider_calls(mailer, group: list[tuple[Message, CampaignEmail, str]]):
         try:
             mailer.send_messages([email])
         except Exception as exc:  # sorted by classify() when settled
-            outcomes.append((message, email, provider_id, exc))
+            outcomes.append((message, email, provider_id, exc, timezone.now()))
             _reopen(mailer)
             continue
-        outcomes.append((message, email, provider_id, None))
+        outcomes.append((message, email, provider_id, None, timezone.now()))
     return outcomes
 
 

@@ -273,3 +273,45 @@ def test_backend_is_djangos_smtp_backend():
     from django.core.mail.backends.smtp import EmailBackend
 
     assert issubclass(SMTPEmailBackend, EmailBackend)
+
+
+def test_a_sender_name_with_a_comma_is_quoted_and_sent(smtp_sink):
+    from campaigns.sending import _mailbox
+
+    sender = _mailbox("Acme, Inc.", "news@mail.example.com")
+    assert sender == '"Acme, Inc." <news@mail.example.com>'
+    assert _mailbox('Say "hi"', "a@example.com") == '"Say \\"hi\\"" <a@example.com>'
+    assert _mailbox("Acme Shop", "a@example.com") == "Acme Shop <a@example.com>"
+    email = campaign_email(from_email=sender)
+    same_message(email.message().as_bytes(linesep="\r\n"), django_bytes(email))
+    with backend_for(smtp_sink) as backend:
+        assert backend.send_messages([email]) == 1
+    assert smtp_sink.wait_for(1)[0][1]["From"] == sender
+
+
+def test_an_empty_text_body_is_left_out_as_django_does():
+    email = campaign_email(body="")
+    assert not isinstance(email.message(), PreparedMIME)
+    assert [p.get_content_type() for p in parsed(email.message().as_bytes()).walk()] == [
+        "multipart/alternative",
+        "text/html",
+    ]
+
+
+def test_a_prepared_message_copies_pickles_and_takes_attributes_as_djangos():
+    import copy
+    import pickle
+
+    prepared = campaign_email().message()
+    assert copy.copy(prepared)["To"] == "ann@example.com"
+    assert pickle.loads(pickle.dumps(prepared))["Subject"] == "Spring sale"  # noqa: S301 - our own bytes
+    prepared.epilogue = ""
+    assert prepared.epilogue == ""
+
+
+def test_a_closing_server_after_rcpt_raises_recipients_refused():
+    conn = RecordingConnection([(250, b"ok"), (421, b"closing")])
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        pipelined_sendmail(conn, "a@example.com", ["b@example.com"], b"body\r\n")
+    assert refused.value.recipients == {"b@example.com": (421, b"closing")}
+    assert conn.events[-1] == ("close",)

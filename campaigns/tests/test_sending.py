@@ -156,6 +156,31 @@ def test_a_pause_during_a_chunk_stops_it_at_the_next_group(monkeypatch):
     assert not Message.objects.filter(campaign=campaign, status=M.QUEUED, lease_until__isnull=False).exists()
 
 
+def test_a_failed_marking_still_records_what_went_out(monkeypatch):
+    from django.db import OperationalError
+
+    campaign = running_campaign()
+    contacts = [ContactFactory(organization=campaign.organization) for _ in range(sending.GROUP * 2)]
+    messages = queue(campaign, contacts, status=M.CLAIMED)
+    lease = timezone.now() + timedelta(minutes=5)
+    Message.objects.filter(campaign=campaign).update(lease_until=lease)
+    mark, calls = sending._mark_sending, []
+
+    def deadlocked_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OperationalError("deadlock detected")
+        return mark(*args, **kwargs)
+
+    monkeypatch.setattr(sending, "_mark_sending", deadlocked_the_second_time)
+    with pytest.raises(OperationalError):
+        sending.send_batch(message_ids=[m.pk for m in messages], lease=lease)
+
+    statuses = Counter(Message.objects.filter(campaign=campaign).values_list("status", flat=True))
+    assert statuses == {M.SENT: sending.GROUP, M.CLAIMED: sending.GROUP}  # the rest is reclaimed by dispatch
+    assert len(mail.outbox) == sending.GROUP
+
+
 def test_an_undefined_variable_fails_that_message_only(dispatch):
     campaign = running_campaign(subject="Hi {{ contact.attributes.nickname }}")
     good = ContactFactory(organization=campaign.organization, attributes={"nickname": "Ace"})
