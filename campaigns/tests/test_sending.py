@@ -133,12 +133,18 @@ def test_pause_releases_claimed_messages_untouched():
     assert not mail.outbox
 
 
-def test_a_pause_during_a_chunk_stops_it_at_the_next_group(monkeypatch):
+def claimed_chunk(groups: int):
+    """A running campaign with `groups` groups of messages claimed under one lease."""
     campaign = running_campaign()
-    contacts = [ContactFactory(organization=campaign.organization) for _ in range(sending.GROUP * 3)]
+    contacts = [ContactFactory(organization=campaign.organization) for _ in range(sending.GROUP * groups)]
     messages = queue(campaign, contacts, status=M.CLAIMED)
     lease = timezone.now() + timedelta(minutes=5)
     Message.objects.filter(campaign=campaign).update(lease_until=lease)
+    return campaign, messages, lease
+
+
+def test_a_pause_during_a_chunk_stops_it_at_the_next_group(monkeypatch):
+    campaign, messages, lease = claimed_chunk(3)
     mark = sending._mark_sending
 
     def pause_after_the_first_group(*args, **kwargs):
@@ -159,11 +165,7 @@ def test_a_pause_during_a_chunk_stops_it_at_the_next_group(monkeypatch):
 def test_a_failed_marking_still_records_what_went_out(monkeypatch):
     from django.db import OperationalError
 
-    campaign = running_campaign()
-    contacts = [ContactFactory(organization=campaign.organization) for _ in range(sending.GROUP * 2)]
-    messages = queue(campaign, contacts, status=M.CLAIMED)
-    lease = timezone.now() + timedelta(minutes=5)
-    Message.objects.filter(campaign=campaign).update(lease_until=lease)
+    campaign, messages, lease = claimed_chunk(2)
     mark, calls = sending._mark_sending, []
 
     def deadlocked_the_second_time(*args, **kwargs):
