@@ -10,6 +10,7 @@ domain in batches, moving them from planned to queued.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections import Counter
@@ -332,11 +333,9 @@ def _expand_chunk(campaign, audience: Audience, address: str, step: int, now, id
                 return dict(cursor.fetchall())
 
             if not _chunk_has_messages(campaign, step, id_range):
-                try:
-                    with transaction.atomic():
-                        return run("")
-                except IntegrityError:
-                    pass  # written meanwhile by another expansion: the rerun path below settles it
+                # Rows written meanwhile by another expansion roll the savepoint back; the rerun path settles them.
+                with contextlib.suppress(IntegrityError), transaction.atomic():
+                    return run("")
             return run(on_conflict)
         cursor.execute(
             insert.format(source=f"({select_sql})", on_conflict=on_conflict), [*insert_params, *select_params]

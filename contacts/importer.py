@@ -506,13 +506,19 @@ class ChunkWriter:
                 [org, self.consent, p(self.now), org],
             )
 
-    def _upsert_sql(self, rows: str) -> str:
-        """INSERT ... ON CONFLICT DO UPDATE of the staged `rows` (a FROM clause over `incoming n`)."""
+    def _insert_sql(self, rows: str) -> str:
+        """INSERT of the staged `rows` (a FROM clause over `incoming n`) into contacts_contact."""
         return f"""
             INSERT INTO contacts_contact ({CONTACT_INSERT_COLUMNS})
             SELECT %s, n.public_id, n.email, n.email_domain, n.phone, n.first_name, n.last_name,
                    n.timezone, n.locale, {self._json("n.attributes")}, 'subscribed', %s, %s, %s, %s
             FROM {rows}
+        """
+
+    def _upsert_sql(self, rows: str) -> str:
+        """The same INSERT, ON CONFLICT DO UPDATE: empty cells never overwrite, attributes merge."""
+        return f"""
+            {self._insert_sql(rows)}
             ON CONFLICT (organization_id, email) DO UPDATE SET
                 phone = COALESCE(excluded.phone, contacts_contact.phone),
                 first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name
@@ -535,10 +541,7 @@ class ChunkWriter:
         try:
             with transaction.atomic():
                 cursor.execute(
-                    f"WITH ins AS (INSERT INTO contacts_contact ({CONTACT_INSERT_COLUMNS}) "
-                    f"SELECT %s, n.public_id, n.email, n.email_domain, n.phone, n.first_name, n.last_name, "
-                    f"n.timezone, n.locale, n.attributes::jsonb, 'subscribed', %s, %s, %s, %s "
-                    f"FROM {i} n JOIN {acc} a ON a.line = n.line RETURNING id, email) "
+                    f"WITH ins AS ({self._insert_sql(f'{i} n JOIN {acc} a ON a.line = n.line')} RETURNING id, email) "
                     f"INSERT INTO {ids} (id, email, inserted) SELECT id, email, true FROM ins",
                     params,
                 )
