@@ -181,11 +181,44 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_MB", 512) * 1024 * 1024
 
+# --- Limits on input ----------------------------------------------------------
+
+# Trusted reverse proxies in front of gunicorn. With 0, X-Forwarded-For is never read; with N,
+# the client is the address the N-th proxy from the right saw (throttles, lockouts, event IPs).
+NUM_PROXIES = env_int("NUM_PROXIES", 0)
+if NUM_PROXIES < 0:
+    raise ImproperlyConfigured("NUM_PROXIES must be 0 or more")
+# Largest request body outside the CSV import endpoints (JSON and forms); larger bodies get 413.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_KB", 1024) * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# One JSON value stored in a JSON field (contact attributes, event properties, rules, ...).
+JSON_FIELD_MAX_BYTES = env_int("JSON_FIELD_MAX_KB", 64) * 1024
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 20)
+JSON_MAX_KEYS = env_int("JSON_MAX_KEYS", 500)
+# Dates and times accepted anywhere (schedules, callbacks, holidays, report ranges).
+DATE_MIN_YEAR = env_int("DATE_MIN_YEAR", 1970)
+DATE_MAX_YEAR = env_int("DATE_MAX_YEAR", 2200)
+if not 1 < DATE_MIN_YEAR < DATE_MAX_YEAR < 9999:
+    raise ImproperlyConfigured("DATE_MIN_YEAR and DATE_MAX_YEAR must be years with MIN < MAX, within 2..9998")
+# Addresses one test send may go to (one message each).
+TEST_SEND_MAX_RECIPIENTS = env_int("TEST_SEND_MAX_RECIPIENTS", 10)
+# Tracking hits stored per token (message) per minute; further hits are counted, not stored.
+TRACKING_EVENTS_PER_TOKEN_PER_MINUTE = env_int("TRACKING_EVENTS_PER_TOKEN_PER_MINUTE", 20)
+# /health reports the workers as stale when beat's heartbeat task has not run for this long.
+HEALTH_WORKER_MAX_AGE_SECONDS = env_int("HEALTH_WORKER_MAX_AGE_SECONDS", 300)
+# An import waits at most this long for its reader or writer before failing the job.
+IMPORT_STALL_SECONDS = env_int("IMPORT_STALL_SECONDS", 300)
+
 # --- REST framework ---------------------------------------------------------
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "config.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -197,8 +230,9 @@ REST_FRAMEWORK = {
     },
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    # None: trust REMOTE_ADDR only; set NUM_PROXIES behind a reverse proxy.
-    "NUM_PROXIES": env_int("NUM_PROXIES", 0) if env_str("NUM_PROXIES") else None,
+    # How many reverse proxies stand in front of the web server. 0 (the default): the client is
+    # REMOTE_ADDR and X-Forwarded-For is ignored, so a client cannot pick its own address.
+    "NUM_PROXIES": NUM_PROXIES,
 }
 
 SIMPLE_JWT = {
