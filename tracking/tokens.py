@@ -2,7 +2,9 @@
 
 A token carries the message id (and for clicks the link's index and original URL)
 plus a truncated HMAC-SHA256 (132 bits) keyed by SECRET_KEY and a purpose salt,
-so a token made for opens cannot be used to unsubscribe. A forged or tampered
+so a token made for opens cannot be used to unsubscribe. Tokens are signed with
+SECRET_KEY and verified against it and then each key in SECRET_KEY_FALLBACKS, as
+Django's own signing does, so a key rotation does not break links in sent mail. A forged or tampered
 token does not verify and the endpoints answer 404.
 
     open         /t/o/<token>.gif
@@ -62,9 +64,9 @@ def _hmac_states(purpose: str, secret: str):
     return inner, outer
 
 
-def _signature(purpose: str, payload: str) -> str:
+def _signature(purpose: str, payload: str, secret: str | None = None) -> str:
     # The same HMAC as salted_hmac(f"tracking.{purpose}", payload, algorithm="sha256") (RFC 2104).
-    inner, outer = _hmac_states(purpose, settings.SECRET_KEY)
+    inner, outer = _hmac_states(purpose, settings.SECRET_KEY if secret is None else secret)
     inner, outer = inner.copy(), outer.copy()
     inner.update(payload.encode())
     outer.update(inner.digest())
@@ -79,9 +81,12 @@ def _verify(purpose: str, token: str) -> str:
     payload, _, signature = token.rpartition(".")
     if not payload or len(signature) != SIGNATURE_CHARS:
         raise BadToken("malformed")
-    if not hmac.compare_digest(signature, _signature(purpose, payload)):
-        raise BadToken("signature")
-    return payload
+    # Signed with the current key, or with one it replaced: links in mail sent before a key
+    # rotation keep working for as long as the old key stays in SECRET_KEY_FALLBACKS.
+    for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
+        if hmac.compare_digest(signature, _signature(purpose, payload, secret)):
+            return payload
+    raise BadToken("signature")
 
 
 def message_token(purpose: str, message_id: int) -> str:
