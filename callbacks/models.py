@@ -8,7 +8,7 @@ outlive the campaign it came from (deleting a campaign leaves the id behind).
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -20,6 +20,17 @@ from django.utils.timezone import now
 from accounts.models import TenantModel
 from callbacks import scoring
 from config.ids import uuid7
+from config.validation import check_date, check_json
+
+# An SLA longer than a year is no promise; the limit also bounds the business-hours walk.
+SLA_MAX_HOURS = 24 * 366
+VALUE_SCALE_MAX = 1_000_000_000
+MAX_HOLIDAYS = 1000
+# What the database may hold in a preferred time: one day inside the years Python can represent,
+# so every stored value can be read back and shown in any time zone. Input is held to the far
+# narrower DATE_MIN_YEAR..DATE_MAX_YEAR (settings allow years 2..9998 at most).
+STORABLE_MIN = datetime(1, 1, 2, tzinfo=UTC)
+STORABLE_MAX = datetime(9999, 12, 30, tzinfo=UTC)
 
 
 class CallbackSource(models.TextChoices):
@@ -92,24 +103,42 @@ class CallbackSettings(TenantModel):
 
     organization = models.OneToOneField("accounts.Organization", on_delete=models.CASCADE, related_name="+")
     working_days = models.JSONField(
-        default=default_working_days, help_text="Days that count for the SLA, 0 = Monday ... 6 = Sunday."
+        default=default_working_days,
+        validators=[check_json],
+        help_text="Days that count for the SLA, 0 = Monday ... 6 = Sunday.",
     )
     opens_at = models.TimeField(default=time(9, 0), help_text="Start of business hours, organization's time zone.")
     closes_at = models.TimeField(default=time(17, 0), help_text="End of business hours, organization's time zone.")
-    holidays = models.JSONField(default=list, blank=True, help_text='Dates that do not count, e.g. ["2025-12-25"].')
-    sla_urgent_hours = models.PositiveIntegerField(default=2, validators=[MinValueValidator(1)])
-    sla_high_hours = models.PositiveIntegerField(default=4, validators=[MinValueValidator(1)])
-    sla_normal_hours = models.PositiveIntegerField(default=8, validators=[MinValueValidator(1)])
-    sla_low_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1)])
+    holidays = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[check_json],
+        help_text=f'Dates that do not count, e.g. ["2025-12-25"] (at most {MAX_HOLIDAYS}).',
+    )
+    sla_urgent_hours = models.PositiveIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(SLA_MAX_HOURS)]
+    )
+    sla_high_hours = models.PositiveIntegerField(
+        default=4, validators=[MinValueValidator(1), MaxValueValidator(SLA_MAX_HOURS)]
+    )
+    sla_normal_hours = models.PositiveIntegerField(
+        default=8, validators=[MinValueValidator(1), MaxValueValidator(SLA_MAX_HOURS)]
+    )
+    sla_low_hours = models.PositiveIntegerField(
+        default=24, validators=[MinValueValidator(1), MaxValueValidator(SLA_MAX_HOURS)]
+    )
     value_attribute = models.CharField(
         max_length=100, default="lifetime_value", help_text="Contact attribute that holds the contact's value."
     )
     value_scale = models.PositiveIntegerField(
-        default=1000, validators=[MinValueValidator(1)], help_text="A value at or above this earns all value points."
+        default=1000,
+        validators=[MinValueValidator(1), MaxValueValidator(VALUE_SCALE_MAX)],
+        help_text="A value at or above this earns all value points.",
     )
     engagement_events = models.JSONField(
         default=default_engagement_events,
         blank=True,
+        validators=[check_json],
         help_text="Contact event names that count as recent engagement (clicks, replies).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -145,20 +174,42 @@ class CallbackSettings(TenantModel):
         if self.opens_at is not None and self.closes_at is not None and self.opens_at >= self.closes_at:
             errors["closes_at"] = ["Business hours must close after they open."]
         holidays = self.holidays
-        if not isinstance(holidays, list):
-            errors["holidays"] = ['A list of dates like "2025-12-25".']
+        if not isinstance(holidays, list) or len(holidays) > MAX_HOLIDAYS:
+            errors["holidays"] = [f'A list of at most {MAX_HOLIDAYS} dates like "2025-12-25".']
         else:
             try:
-                self.holidays = sorted({date.fromisoformat(str(d)).isoformat() for d in holidays})
+                days = {date.fromisoformat(str(d)) for d in holidays}
+                for day in days:
+                    check_date(day)
             except ValueError:
                 errors["holidays"] = ['A list of dates like "2025-12-25".']
+            except ValidationError as exc:
+                errors["holidays"] = exc.messages
+            else:
+                self.holidays = sorted(day.isoformat() for day in days)
         events = self.engagement_events
         if not isinstance(events, list) or not all(isinstance(e, str) and e.strip() for e in events):
             errors["engagement_events"] = ["A list of event names."]
         else:
             self.engagement_events = [e.strip() for e in events]
+        if "working_days" not in errors and "closes_at" not in errors:
+            errors.update(self._unreachable_slas())
         if errors:
             raise ValidationError(errors)
+
+    def _unreachable_slas(self) -> dict[str, list[str]]:
+        """An SLA must fit in a year of this calendar's business hours: a deadline further out
+        promises nothing, and finding it would walk the calendar for years."""
+        if self.opens_at is None or self.closes_at is None:
+            return {}
+        day = date(2001, 1, 1)
+        daily = datetime.combine(day, self.closes_at) - datetime.combine(day, self.opens_at)
+        yearly_hours = int(daily * len(set(self.working_days)) * 52 / timedelta(hours=1))
+        return {
+            name: [f"At most {yearly_hours} hours: a year of business hours with these days and times."]
+            for name in ("sla_urgent_hours", "sla_high_hours", "sla_normal_hours", "sla_low_hours")
+            if isinstance(getattr(self, name), int) and getattr(self, name) > yearly_hours
+        }
 
 
 def overdue_q(at) -> Q:
@@ -218,6 +269,16 @@ class CallbackRequest(TenantModel):
                 | Q(preferred_end__isnull=True)
                 | Q(preferred_end__gt=models.F("preferred_start")),
                 name="callbacks_request_preferred_window",
+            ),
+            # A timestamp outside Python's years cannot be read back: one such row would fail
+            # every page that lists it.
+            models.CheckConstraint(
+                condition=Q(preferred_start__isnull=True) | Q(preferred_start__range=(STORABLE_MIN, STORABLE_MAX)),
+                name="callbacks_request_preferred_start_storable",
+            ),
+            models.CheckConstraint(
+                condition=Q(preferred_end__isnull=True) | Q(preferred_end__range=(STORABLE_MIN, STORABLE_MAX)),
+                name="callbacks_request_preferred_end_storable",
             ),
         ]
         indexes = [

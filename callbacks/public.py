@@ -24,6 +24,7 @@ from rest_framework.throttling import BaseThrottle
 from callbacks import services
 from callbacks.models import CallbackSource, CallbackUrgency
 from callbacks.tokens import BadToken, FormToken, read_token
+from config.validation import check_date
 from contacts.models import Contact
 
 THROTTLE_WINDOW = 3600
@@ -43,12 +44,14 @@ class PublicCallbackForm(forms.Form):
         required=False,
         label="Call me from",
         input_formats=LOCAL_INPUT_FORMATS,
+        validators=[check_date],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
     preferred_end = forms.DateTimeField(
         required=False,
         label="until",
         input_formats=LOCAL_INPUT_FORMATS,
+        validators=[check_date],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
 
@@ -125,6 +128,8 @@ def callback_form(request: HttpRequest, token: str) -> HttpResponse:
                 campaign_id=data.campaign_id,
                 source=CallbackSource.PUBLIC_FORM,
                 by=None,
+                # Signed by us when the email went out; the campaign may have been deleted since.
+                verify_campaign=False,
             )
         except ValidationError as exc:
             for field, messages in exc.message_dict.items():

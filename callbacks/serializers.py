@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from callbacks.models import (
+    MAX_HOLIDAYS,
     CallbackActivity,
     CallbackRequest,
     CallbackSettings,
@@ -14,6 +17,18 @@ from callbacks.models import (
     CallbackStatus,
     CallbackUrgency,
 )
+from config.validation import BoundedDateField, check_date
+
+
+def _local_isoformat(value: datetime | None, tz_name: str) -> str | None:
+    """`value` in the contact's zone; a value that cannot be shifted (a bad zone name, a time at
+    the edge of the years Python knows) is shown in UTC rather than failing the whole page."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(ZoneInfo(tz_name)).isoformat()
+    except (OverflowError, ValueError, ZoneInfoNotFoundError):
+        return value.astimezone(UTC).isoformat()
 
 
 class PreferredTimeSerializer(serializers.Serializer):
@@ -31,6 +46,7 @@ class PreferredTimeField(serializers.Field):
     default_error_messages = {
         "invalid": 'Expected an object {{"start": "2025-03-03T14:00", "end": "2025-03-03T16:00"}}.',
         "datetime": "{field}: not an ISO 8601 date and time.",
+        "range": "{field}: {reason}",
     }
 
     def get_attribute(self, instance):
@@ -39,10 +55,9 @@ class PreferredTimeField(serializers.Field):
     def to_representation(self, instance: CallbackRequest):
         if instance.preferred_start is None and instance.preferred_end is None:
             return None
-        tz = ZoneInfo(instance.timezone)
         return {
-            "start": instance.preferred_start.astimezone(tz).isoformat() if instance.preferred_start else None,
-            "end": instance.preferred_end.astimezone(tz).isoformat() if instance.preferred_end else None,
+            "start": _local_isoformat(instance.preferred_start, instance.timezone),
+            "end": _local_isoformat(instance.preferred_end, instance.timezone),
             "timezone": instance.timezone,
         }
 
@@ -58,6 +73,10 @@ class PreferredTimeField(serializers.Field):
                 parsed[key] = None
             if parsed[key] is None:
                 self.fail("datetime", field=key)
+            try:
+                check_date(parsed[key])
+            except DjangoValidationError as exc:
+                self.fail("range", field=key, reason=" ".join(exc.messages))
         return parsed
 
 
@@ -161,10 +180,15 @@ class ActivitySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+MAX_ENGAGEMENT_EVENTS = 50
+
+
 class CallbackSettingsSerializer(serializers.ModelSerializer):
     working_days = serializers.ListField(child=serializers.IntegerField(min_value=0, max_value=6), allow_empty=False)
-    holidays = serializers.ListField(child=serializers.DateField(), required=False)
-    engagement_events = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    holidays = serializers.ListField(child=BoundedDateField(), required=False, max_length=MAX_HOLIDAYS)
+    engagement_events = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=MAX_ENGAGEMENT_EVENTS
+    )
 
     class Meta:
         model = CallbackSettings
@@ -192,8 +216,8 @@ class CallbackSettingsSerializer(serializers.ModelSerializer):
 
 
 class MetricsQuerySerializer(serializers.Serializer):
-    date_from = serializers.DateField(required=False)
-    date_to = serializers.DateField(required=False)
+    date_from = BoundedDateField(required=False)
+    date_to = BoundedDateField(required=False)
     agent = serializers.UUIDField(required=False)
 
 

@@ -54,8 +54,11 @@ from callbacks.models import (
     CallbackStatus,
     CallbackUrgency,
 )
-from callbacks.sla import BusinessCalendar, add_business_hours
+from callbacks.sla import MAX_DAYS as MAX_SLA_DAYS
+from callbacks.sla import BusinessCalendar, DeadlineOutOfReach, add_business_hours
+from campaigns.models import Campaign
 from config.errors import ConflictError
+from config.validation import check_date
 from contacts.models import Contact, ContactEvent
 from contacts.normalize import InvalidValue, normalize_phone
 
@@ -108,9 +111,15 @@ def business_calendar(*, settings: CallbackSettings, organization: Organization)
 
 
 def sla_due(*, settings: CallbackSettings, organization: Organization, priority: str, start: datetime) -> datetime:
-    """When a request of this priority that came in at `start` must have had its first contact."""
+    """When a request of this priority that came in at `start` must have had its first contact.
+    A calendar that cannot hold the SLA within sla.MAX_DAYS (holidays all year) gives that
+    horizon instead, with a warning in the log: the request is still recorded."""
     calendar = business_calendar(settings=settings, organization=organization)
-    return add_business_hours(start, settings.sla_hours(priority), calendar)
+    try:
+        return add_business_hours(start, settings.sla_hours(priority), calendar)
+    except DeadlineOutOfReach as exc:
+        logger.warning("callback SLA out of reach", extra={"organization_id": str(organization.pk), "reason": str(exc)})
+        return start + timedelta(days=MAX_SLA_DAYS)
 
 
 # --- creation ----------------------------------------------------------------------------------
@@ -134,6 +143,11 @@ def _clean_phone(phone: str | None, contact: Contact) -> str:
         raise ValidationError({"phone": [str(exc)]}) from None
 
 
+def _check_campaign(*, organization: Organization, campaign_id) -> None:
+    if not Campaign.objects.filter(organization=organization, pk=campaign_id).exists():
+        raise ValidationError({"campaign": ["Unknown campaign."]})
+
+
 def _localize(value: datetime | None, tz: ZoneInfo) -> datetime | None:
     if value is None or timezone.is_aware(value):
         return value
@@ -152,12 +166,16 @@ def callback_create(
     campaign_id=None,
     source: str = CallbackSource.API,
     by: User | None = None,
+    verify_campaign: bool = True,
 ) -> CallbackRequest:
     """Record a callback request with its priority score, category and SLA due time.
 
     A naive preferred time is read in the contact's time zone (the organization's when the
-    contact has none). A missing phone falls back to the contact's; an invalid one is a
-    ValidationError on `phone`.
+    contact has none); one outside DATE_MIN_YEAR..DATE_MAX_YEAR is a ValidationError on
+    `preferred_time`. A missing phone falls back to the contact's; an invalid one is a
+    ValidationError on `phone`. `campaign_id` must name one of the organization's campaigns,
+    unless `verify_campaign` is off for an id we signed ourselves (a form link in a campaign
+    email outlives the campaign).
     """
     if contact.organization_id != organization.pk or contact.erased_at is not None:
         raise ValidationError({"contact": ["Unknown contact."]})
@@ -172,8 +190,15 @@ def callback_create(
     tz_name = contact.timezone or organization.timezone
     tz = ZoneInfo(tz_name)
     preferred_start, preferred_end = _localize(preferred_start, tz), _localize(preferred_end, tz)
+    try:
+        check_date(preferred_start)
+        check_date(preferred_end)
+    except ValidationError as exc:
+        raise ValidationError({"preferred_time": exc.messages}) from None
     if preferred_start and preferred_end and preferred_end <= preferred_start:
         raise ValidationError({"preferred_time": ["The end must be after the start."]})
+    if campaign_id is not None and verify_campaign:
+        _check_campaign(organization=organization, campaign_id=campaign_id)
 
     settings = callback_settings_get(organization_id=organization.pk)
     created_at = timezone.now()

@@ -12,6 +12,10 @@ the fall-back night).
 A request that arrives outside business hours starts counting at the next
 opening. Adding zero hours returns the start itself inside business hours, else
 the next opening.
+
+The walk is bounded: a deadline more than ``MAX_DAYS`` calendar days after the
+start (or a calendar with no business hours for a whole year) raises
+``DeadlineOutOfReach``, whatever the hours and the calendar.
 """
 
 from __future__ import annotations
@@ -23,6 +27,13 @@ from zoneinfo import ZoneInfo
 
 # A calendar with no working day in a whole year can never meet a deadline.
 _MAX_IDLE_DAYS = 366
+# Settings keep SLAs within a year of business hours; holidays can stretch that, but not
+# beyond this many calendar days.
+MAX_DAYS = 5 * 366
+
+
+class DeadlineOutOfReach(ValueError):
+    """The calendar does not hold that many business hours within MAX_DAYS."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,9 @@ def add_business_hours(start: datetime, hours: float | timedelta, calendar: Busi
         raise ValueError("hours must not be negative")
     cursor = start.astimezone(UTC)
     day = cursor.astimezone(calendar.timezone).date()
+    last_day = day + timedelta(days=MAX_DAYS)
     idle_days = 0
-    while True:
+    while day <= last_day:
         if calendar.is_working_day(day):
             opens, closes = calendar.window(day)
             begin = max(cursor, opens)
@@ -90,5 +102,6 @@ def add_business_hours(start: datetime, hours: float | timedelta, calendar: Busi
                 cursor = closes
         idle_days += 1
         if idle_days > _MAX_IDLE_DAYS:
-            raise ValueError("the calendar has no business hours in a whole year")
+            raise DeadlineOutOfReach("the calendar has no business hours in a whole year")
         day += timedelta(days=1)
+    raise DeadlineOutOfReach(f"the deadline is more than {MAX_DAYS} days away")

@@ -1,26 +1,16 @@
-from django.urls import path
-from rest_framework.routers import DynamicRoute, SimpleRouter
+from django.urls import re_path
+from rest_framework.routers import SimpleRouter
 
 from callbacks import views
 
-
-class ContractRouter(SimpleRouter):
-    """List and detail keep the trailing slash (`/callbacks/`, `/callbacks/{id}/`); actions are
-    spelled as the API contract has them, without one (`/callbacks/{id}/assign`)."""
-
-    routes = [
-        route._replace(url=r"^{prefix}/{lookup}/{url_path}$")
-        if isinstance(route, DynamicRoute) and route.detail
-        else route
-        for route in SimpleRouter.routes
-    ]
-
-
-router = ContractRouter(trailing_slash=True)
+# Every path answers as API.md writes it and with a trailing slash, without redirects.
+router = SimpleRouter()
+router.trailing_slash = "/?"  # the constructor only knows "/" or ""
 router.register("callbacks", views.CallbackViewSet, basename="callback")
 
 urlpatterns = [
-    path("callbacks/settings", views.CallbackSettingsView.as_view(), name="callback-settings"),
-    path("callbacks/metrics", views.AgentMetricsView.as_view(), name="callback-metrics"),
+    # With and without a trailing slash, like every path of the API.
+    re_path(r"^callbacks/settings(?:/)?$", views.CallbackSettingsView.as_view(), name="callback-settings"),
+    re_path(r"^callbacks/metrics(?:/)?$", views.AgentMetricsView.as_view(), name="callback-metrics"),
     *router.urls,
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.deconstruct import deconstructible
 from rest_framework import serializers
 
 
@@ -81,9 +82,46 @@ def json_problem(value: Any, *, max_depth: int | None = None, max_keys: int | No
     return None
 
 
-def check_json(value: Any, *, max_bytes: int | None = None) -> None:
+# A whole request body holds several stored values plus their envelope: one level and many
+# more keys than a single value may have. Its size is bounded by API_MAX_BODY_BYTES instead.
+BODY_EXTRA_DEPTH = 4
+BODY_MAX_KEYS_FACTOR = 100
+
+
+def parse_json_body(raw: bytes, *, encoding: str = "utf-8") -> Any:
+    """Decode a request body as strict JSON that can be stored; ValueError says why not.
+
+    Refuses bodies that are not valid text in `encoding`, not JSON, or that hold NaN/Infinity,
+    NUL characters, lone surrogates, or nesting beyond JSON_MAX_DEPTH (+ BODY_EXTRA_DEPTH for
+    the envelope). Size is the caller's business: read at most API_MAX_BODY_BYTES first.
+    """
+    try:
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise ValueError(f"the body is not valid {encoding} text") from None
+    if "\x00" in text:
+        raise ValueError("the body contains NUL characters")
+
+    def refuse_constant(name: str) -> None:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        value = json.loads(text, parse_constant=refuse_constant)
+    except RecursionError:
+        raise ValueError(f"the body is nested deeper than {settings.JSON_MAX_DEPTH} levels") from None
+    problem = json_problem(
+        value,
+        max_depth=settings.JSON_MAX_DEPTH + BODY_EXTRA_DEPTH,
+        max_keys=settings.JSON_MAX_KEYS * BODY_MAX_KEYS_FACTOR,
+    )
+    if problem:
+        raise ValueError(f"the body {problem}")
+    return value
+
+
+def check_json(value: Any, *, max_bytes: int | None = None, max_keys: int | None = None) -> None:
     """Refuse JSON values too large, too deep, with too many keys, or with text PostgreSQL rejects."""
-    problem = json_problem(value)
+    problem = json_problem(value, max_keys=max_keys)
     if problem is None:
         max_bytes = settings.JSON_FIELD_MAX_BYTES if max_bytes is None else max_bytes
         try:
@@ -95,6 +133,24 @@ def check_json(value: Any, *, max_bytes: int | None = None) -> None:
                 problem = f"is larger than {max_bytes // 1024} KB ({size // 1024} KB)"
     if problem:
         raise ValidationError(f"This value {problem}.", code="invalid_json_value")
+
+
+@deconstructible
+class JSONValidator:
+    """check_json as a model field validator with its own limits (None: the settings')."""
+
+    def __init__(self, *, max_bytes: int | None = None, max_keys: int | None = None):
+        self.max_bytes = max_bytes
+        self.max_keys = max_keys
+
+    def __call__(self, value: Any) -> None:
+        check_json(value, max_bytes=self.max_bytes, max_keys=self.max_keys)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JSONValidator) and (self.max_bytes, self.max_keys) == (other.max_bytes, other.max_keys)
+
+    def __hash__(self) -> int:
+        return hash((self.max_bytes, self.max_keys))
 
 
 def _as_drf(check, value):
@@ -125,11 +181,12 @@ class BoundedDateField(serializers.DateField):
 class BoundedJSONField(serializers.JSONField):
     """A JSONField bounded in size, depth, key count and text content."""
 
-    def __init__(self, *args, max_bytes: int | None = None, **kwargs):
+    def __init__(self, *args, max_bytes: int | None = None, max_keys: int | None = None, **kwargs):
         self.max_bytes = max_bytes
+        self.max_keys = max_keys
         super().__init__(*args, **kwargs)
 
     def to_internal_value(self, data):
         result = super().to_internal_value(data)
-        _as_drf(lambda value: check_json(value, max_bytes=self.max_bytes), result)
+        _as_drf(JSONValidator(max_bytes=self.max_bytes, max_keys=self.max_keys), result)
         return result

@@ -17,6 +17,10 @@ from django.utils.timezone import now
 
 from accounts.models import TenantModel
 from config.ids import uuid7
+from config.validation import JSONValidator, check_json
+
+# A segment may hold segments.MAX_CONDITIONS conditions of up to four keys each, in groups.
+SEGMENT_RULES_MAX_KEYS = 2000
 
 
 class Tag(TenantModel):
@@ -65,7 +69,7 @@ class Contact(TenantModel):
     last_name = models.CharField(max_length=150, blank=True, default="")
     timezone = models.CharField(max_length=64, blank=True, default="", help_text="Empty: the organization's.")
     locale = models.CharField(max_length=16, blank=True, default="")
-    attributes = models.JSONField(default=dict, blank=True)
+    attributes = models.JSONField(default=dict, blank=True, validators=[check_json])
     status = models.CharField(max_length=16, choices=ContactStatus.choices, default=ContactStatus.SUBSCRIBED)
     consent_source = models.CharField(max_length=100, blank=True, default="")
     consent_at = models.DateTimeField(null=True, blank=True)
@@ -166,7 +170,10 @@ class Segment(TenantModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, default="")
-    rules = models.JSONField(help_text="Nested all/any/not conditions; see contacts/segments.py.")
+    rules = models.JSONField(
+        validators=[JSONValidator(max_keys=SEGMENT_RULES_MAX_KEYS)],
+        help_text="Nested all/any/not conditions; see contacts/segments.py.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -223,7 +230,7 @@ class ContactEvent(TenantModel):
     )
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="events", db_index=False)
     name = models.CharField(max_length=100)
-    properties = models.JSONField(default=dict, blank=True)
+    properties = models.JSONField(default=dict, blank=True, validators=[check_json])
     occurred_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -252,7 +259,9 @@ class ImportJob(TenantModel):
     file = models.FileField(upload_to=import_upload_to, max_length=300)
     original_filename = models.CharField(max_length=255, blank=True, default="")
     status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.PENDING)
-    tag_names = models.JSONField(default=list, blank=True, help_text="Tags given to every imported contact.")
+    tag_names = models.JSONField(
+        default=list, blank=True, validators=[check_json], help_text="Tags given to every imported contact."
+    )
     contact_list = models.ForeignKey(ContactList, null=True, blank=True, on_delete=models.SET_NULL)
     encoding = models.CharField(max_length=20, blank=True, default="")
     delimiter = models.CharField(max_length=4, blank=True, default="")

@@ -19,7 +19,7 @@ Fields and their operators:
                     gt, gte, lt, lte (numbers compare with numbers, strings with strings;
                     a value of another JSON type never matches), before, after (ISO-8601 date strings)
     created_at, last_contacted_at
-                    before, after, exists
+                    before, after, exists (absolute times within DATE_MIN_YEAR..DATE_MAX_YEAR)
     event           did, did_not: value is the event name; optional "within_days": N
 
 Times for before/after are absolute ("2026-01-31", "2026-01-31T08:00:00+01:00") or
@@ -41,11 +41,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
+from django.core.exceptions import ValidationError
 from django.db import NotSupportedError, connection
 from django.db.models import BooleanField, Exists, F, Func, OuterRef, Q
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
+
+from config.validation import check_date
 
 MAX_DEPTH = 10
 MAX_CONDITIONS = 200
@@ -220,7 +223,10 @@ def parse_when(value: Any, path: str, now: datetime) -> datetime:
         n = int(match.group("n") or match.group("fn"))
         unit = match.group("unit") or match.group("funit")
         delta = relativedelta(**{f"{unit}s": n})
-        return now - delta if ago else now + delta
+        try:
+            return now - delta if ago else now + delta
+        except (ValueError, OverflowError):
+            raise SegmentRuleError(path, f"{value!r} is too far from now") from None
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -387,6 +393,11 @@ def _time(field: str, op: str, value: Any, path: str, ctx: _Context) -> Q:
         present = Q(**{f"{field}__isnull": False})
         return present if _flag(value, path) else ~present
     when = parse_when(value, path, ctx.now)
+    try:
+        # Our own timestamps: a year outside the configured range is a typo, not a filter.
+        check_date(when)
+    except ValidationError as exc:
+        raise SegmentRuleError(path, " ".join(exc.messages)) from None
     return Q(**{f"{field}__lt" if op == "before" else f"{field}__gt": when})
 
 

@@ -5,7 +5,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.tenancy import TenantRelatedField
+from config.validation import BoundedDateTimeField, BoundedJSONField
 from contacts.models import (
+    SEGMENT_RULES_MAX_KEYS,
     Contact,
     ContactList,
     ContactStatus,
@@ -44,7 +46,7 @@ class ContactSerializer(serializers.ModelSerializer):
     phone = serializers.CharField(max_length=40, required=False, allow_null=True, allow_blank=True)
     tags = TagNamesField(required=False, max_length=200)
     status = serializers.ChoiceField(choices=ContactStatus.choices, required=False)
-    attributes = serializers.JSONField(required=False)
+    attributes = BoundedJSONField(required=False)
 
     class Meta:
         model = Contact
@@ -91,6 +93,8 @@ class MembersChangedSerializer(serializers.Serializer):
 
 
 class SegmentSerializer(serializers.ModelSerializer):
+    rules = BoundedJSONField(max_keys=SEGMENT_RULES_MAX_KEYS)
+
     class Meta:
         model = Segment
         fields = ["id", "name", "description", "rules", "created_at", "updated_at"]
@@ -98,7 +102,7 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 
 class SegmentRulesSerializer(serializers.Serializer):
-    rules = serializers.JSONField()
+    rules = BoundedJSONField(max_keys=SEGMENT_RULES_MAX_KEYS)
 
 
 class ContactSampleSerializer(serializers.ModelSerializer):
@@ -139,8 +143,8 @@ class SuppressionSerializer(serializers.ModelSerializer):
 class EventSerializer(serializers.Serializer):
     contact = serializers.CharField(help_text="The contact's id or email address.", max_length=254)
     name = serializers.RegexField(r"^[A-Za-z0-9_.:\-]{1,100}$", help_text="Letters, digits, _ . : - (max 100).")
-    properties = serializers.JSONField(required=False, default=dict)
-    occurred_at = serializers.DateTimeField(required=False)
+    properties = BoundedJSONField(required=False, default=dict)
+    occurred_at = BoundedDateTimeField(required=False)
 
     def validate_properties(self, value):
         if not isinstance(value, dict):

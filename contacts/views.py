@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 
 import django_filters
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -169,11 +171,27 @@ class ContactListViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     lookup_value_regex = UUID_REGEX
 
     def perform_create(self, serializer):
-        serializer.instance = services.list_create(
-            organization=self.request.organization,
-            name=serializer.validated_data["name"],
-            description=serializer.validated_data.get("description", ""),
-        )
+        with self._unique_name(serializer):
+            serializer.instance = services.list_create(
+                organization=self.request.organization,
+                name=serializer.validated_data["name"],
+                description=serializer.validated_data.get("description", ""),
+            )
+
+    def perform_update(self, serializer):
+        with self._unique_name(serializer):
+            serializer.save()
+
+    @contextmanager
+    def _unique_name(self, serializer):
+        """Names are unique per organization regardless of case; the database has the last word
+        (a rename onto another list's name, or two requests creating the same name at once)."""
+        try:
+            with transaction.atomic():
+                yield
+        except IntegrityError:
+            name = serializer.validated_data.get("name", "")
+            raise ValidationError({"name": [f"A list named {name!r} already exists."]}) from None
 
     def _contacts(self, request):
         body = ContactIdsSerializer(data=request.data)

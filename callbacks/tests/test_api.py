@@ -1,17 +1,24 @@
 """The callbacks endpoints of the API contract: create, list, assign, status, complete, activities."""
 
-from datetime import datetime, timedelta
+import json
+from datetime import UTC, datetime, time, timedelta
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError, IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory, OrganizationFactory
 from callbacks import services
-from callbacks.models import ActivityAction, CallbackActivity, CallbackRequest, CallbackStatus
-from callbacks.sla import add_business_hours
+from callbacks.models import ActivityAction, CallbackActivity, CallbackRequest, CallbackSettings, CallbackStatus
+from callbacks.serializers import CallbackSerializer
+from callbacks.sla import MAX_DAYS, add_business_hours
 from callbacks.tests.factories import CallbackRequestFactory, agent_of
+from campaigns.tests.factories import CampaignFactory
 from conftest import bearer_client
 from contacts.models import ContactEvent
 from contacts.tests.factories import ContactFactory
@@ -39,7 +46,7 @@ def test_create_returns_the_computed_score_priority_and_sla(manager):
     ContactEvent.objects.create(
         organization=org, contact=contact, name="clicked", occurred_at=timezone.now() - timedelta(hours=2)
     )
-    campaign_id = uuid4()
+    campaign_id = CampaignFactory(organization=org).pk
 
     response = client.post(
         "/api/v1/callbacks/",
@@ -453,3 +460,203 @@ def test_metrics_endpoint_shows_agents_their_own_rows(member_client):
     assert own[0]["avg_time_to_first_contact"] == pytest.approx(3600, abs=1)
     assert manager_client.get("/api/v1/callbacks/metrics?from=2025-02-01&to=2025-01-01").status_code == 400
     assert manager_client.get("/api/v1/callbacks/metrics?from=yesterday").status_code == 400
+
+
+# --- bounds on input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timezone_name", "window"),
+    [
+        # Year 1 at midnight east of Greenwich is year 0 in UTC: stored, but never readable again.
+        ("Asia/Tokyo", {"start": "0001-01-01T00:00", "end": "0001-01-01T02:00"}),
+        ("America/New_York", {"start": "9999-12-31T21:00", "end": "9999-12-31T23:00"}),
+        ("Europe/Amsterdam", {"start": "0001-01-01T10:00+00:00", "end": "0001-01-01T12:00+00:00"}),
+        ("Europe/Amsterdam", {"start": "1969-12-31T10:00", "end": "1969-12-31T12:00"}),
+        ("Europe/Amsterdam", {"start": "2025-03-03T10:00", "end": "2201-01-01T12:00"}),
+    ],
+    ids=["year-1-tokyo", "year-9999", "year-1-offset", "before-1970", "end-after-2200"],
+)
+def test_a_preferred_time_outside_the_years_is_400_and_the_list_keeps_working(manager, timezone_name, window):
+    client, _, org = manager
+    contact = ContactFactory(organization=org, timezone=timezone_name)
+
+    response = client.post("/api/v1/callbacks/", create_payload(contact, preferred_time=window), format="json")
+
+    assert response.status_code == 400, response.content
+    assert "between the years 1970 and 2200" in response.json()["preferred_time"][0]
+    assert not CallbackRequest.objects.exists()
+    assert client.get("/api/v1/callbacks/").status_code == 200
+
+
+def test_the_service_refuses_a_preferred_time_outside_the_years():
+    org = OrganizationFactory()
+    contact = ContactFactory(organization=org, phone="+31612345678")
+    with pytest.raises(DjangoValidationError) as refused:
+        services.callback_create(
+            organization=org,
+            contact=contact,
+            preferred_start=datetime(1, 1, 1, 10),
+            preferred_end=datetime(1, 1, 1, 12),
+        )
+    assert "preferred_time" in refused.value.message_dict
+    assert not CallbackRequest.objects.exists()
+
+
+def test_the_database_refuses_a_preferred_time_it_could_not_give_back():
+    callback = CallbackRequestFactory()
+    year_zero_in_utc = datetime(1, 1, 1, 0, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        CallbackRequest.objects.filter(pk=callback.pk).update(preferred_start=year_zero_in_utc)
+
+
+def test_the_list_shows_rows_stored_with_odd_times_and_zones(manager):
+    client, _, org = manager
+    year_one = CallbackRequestFactory(
+        organization=org,
+        timezone="Pacific/Kiritimati",
+        preferred_start=datetime(1, 1, 2, tzinfo=UTC),
+        preferred_end=datetime(1, 1, 3, tzinfo=UTC),
+    )
+    # Written past every check (the admin, a script): the row still shows, in UTC.
+    unknown_zone = CallbackRequestFactory(
+        organization=org,
+        timezone="Mars/Olympus_Mons",
+        preferred_start=datetime(2025, 3, 3, 13, tzinfo=UTC),
+        preferred_end=datetime(2025, 3, 3, 15, tzinfo=UTC),
+    )
+
+    for path in ("/api/v1/callbacks/", f"/api/v1/callbacks/{unknown_zone.pk}/"):
+        assert client.get(path).status_code == 200, path
+    rows = {row["id"]: row for row in client.get("/api/v1/callbacks/").json()["results"]}
+    assert rows[str(year_one.pk)]["preferred_time"]["start"].startswith("0001-01-01T")
+    assert rows[str(unknown_zone.pk)]["preferred_time"]["start"] == "2025-03-03T13:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("zone", "edge"),
+    [("America/New_York", datetime(1, 1, 1, 1, tzinfo=UTC)), ("Asia/Tokyo", datetime(9999, 12, 31, 23, tzinfo=UTC))],
+)
+def test_a_time_that_cannot_be_shifted_into_the_zone_is_shown_in_utc(zone, edge):
+    callback = CallbackRequest(timezone=zone, preferred_start=edge)
+    shown = CallbackSerializer().fields["preferred_time"].to_representation(callback)
+    assert shown == {"start": edge.isoformat(), "end": None, "timezone": zone}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_clears_unreadable_preferred_times_so_the_list_answers(member_client):
+    """A row stored before input was bounded (year 0 in UTC) failed every list; migrating repairs it."""
+    client, _, org = member_client(Role.MANAGER)
+    poisoned = CallbackRequestFactory(organization=org)
+    fine = CallbackRequestFactory(
+        organization=org,
+        preferred_start=datetime(2025, 3, 3, 13, tzinfo=UTC),
+        preferred_end=datetime(2025, 3, 3, 15, tzinfo=UTC),
+    )
+    executor = MigrationExecutor(connection)
+    # Every app's latest: going back may unapply other apps' migrations that depend on these.
+    latest = executor.loader.graph.leaf_nodes()
+    try:
+        executor.migrate([("callbacks", "0001_callback_requests_activities_settings")])
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE callbacks_callbackrequest SET preferred_start = %s, preferred_end = %s WHERE id = %s",
+                ["0001-01-01T00:00:00+09:00", "0001-01-01T02:00:00+09:00", poisoned.pk],
+            )
+        with pytest.raises(DataError):
+            list(CallbackRequest.objects.filter(pk=poisoned.pk).values_list("preferred_start", flat=True))
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+
+    response = client.get("/api/v1/callbacks/")
+    assert response.status_code == 200, response.content
+    rows = {row["id"]: row for row in response.json()["results"]}
+    assert rows[str(poisoned.pk)]["preferred_time"] is None
+    assert rows[str(fine.pk)]["preferred_time"]["start"] == "2025-03-03T14:00:00+01:00"
+
+
+@pytest.mark.parametrize("campaign", ["another-organizations", "unknown"])
+def test_a_campaign_that_is_not_the_organizations_is_400_naming_campaign(manager, campaign):
+    client, _, org = manager
+    contact = ContactFactory(organization=org)
+    campaign_id = CampaignFactory().pk if campaign == "another-organizations" else uuid4()
+
+    response = client.post("/api/v1/callbacks/", create_payload(contact, campaign=str(campaign_id)), format="json")
+
+    assert response.status_code == 400
+    assert response.json() == {"campaign": ["Unknown campaign."]}
+    assert not CallbackRequest.objects.exists()
+
+
+@pytest.mark.parametrize(("text", "reason"), [("call me \ud800", "surrogate"), ("call me \x00", "NUL")])
+def test_text_postgresql_cannot_store_is_400_naming_why(manager, text, reason):
+    client, _, org = manager
+    contact = ContactFactory(organization=org)
+    body = json.dumps(create_payload(contact, reason=text))  # ensure_ascii: escaped as \ud800 / \u0000
+    response = client.post("/api/v1/callbacks/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert reason in response.json()["detail"]
+    assert not CallbackRequest.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"sla_low_hours": 10**9}, "sla_low_hours"),
+        ({"sla_urgent_hours": 24 * 366 + 1}, "sla_urgent_hours"),
+        # Default calendar: 8 hours a day, 5 days a week, so a year holds 2080 business hours.
+        ({"sla_normal_hours": 2081}, "sla_normal_hours"),
+        ({"value_scale": 2_000_000_000}, "value_scale"),
+        ({"holidays": ["0001-01-01"]}, "holidays"),
+        ({"holidays": ["2201-12-25"]}, "holidays"),
+        ({"holidays": [f"2025-01-{d:02d}" for d in range(1, 32)] * 33}, "holidays"),
+    ],
+    ids=[
+        "sla-1e9",
+        "sla-over-a-year",
+        "sla-over-a-year-of-business-hours",
+        "value-scale",
+        "holiday-year-1",
+        "holiday-2201",
+        "too-many-holidays",
+    ],
+)
+def test_unbounded_settings_are_400_naming_the_field(manager, body, field):
+    client, _, _ = manager
+    response = client.patch("/api/v1/callbacks/settings", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    settings = client.get("/api/v1/callbacks/settings").json()
+    assert [settings[f"sla_{p}_hours"] for p in ("urgent", "high", "normal", "low")] == [2, 4, 8, 24]
+    assert (settings["holidays"], settings["value_scale"]) == ([], 1000)
+
+
+def test_a_year_of_business_hours_is_accepted(manager):
+    client, _, _ = manager
+    response = client.patch("/api/v1/callbacks/settings", {"sla_low_hours": 2080}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["sla_low_hours"] == 2080
+
+
+def test_settings_the_calendar_cannot_meet_still_record_requests_quickly(manager):
+    """Settings written past the checks (one business hour a week, the largest SLA) once cost
+    seconds of CPU per request; the walk is bounded and the request is recorded."""
+    client, _, org = manager
+    CallbackSettings.objects.create(
+        organization=org,
+        working_days=[2],
+        opens_at=time(9),
+        closes_at=time(10),
+        sla_urgent_hours=24 * 366,
+        sla_high_hours=24 * 366,
+        sla_normal_hours=24 * 366,
+        sla_low_hours=24 * 366,
+    )
+    contact = ContactFactory(organization=org)
+
+    response = client.post("/api/v1/callbacks/", create_payload(contact), format="json")
+
+    assert response.status_code == 201, response.content
+    callback = CallbackRequest.objects.get(pk=response.json()["id"])
+    assert callback.sla_due_at == callback.created_at + timedelta(days=MAX_DAYS)

@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from accounts.models import Role
 from accounts.tests.factories import OrganizationFactory
 from callbacks.selectors import agent_daily_metrics
 from callbacks.tests.factories import CallbackRequestFactory, agent_of
@@ -95,3 +96,29 @@ def test_first_contact_and_resolution_count_for_the_agent_who_did_them():
         organization=organization, date_from=date(2025, 3, 4), date_to=date(2025, 3, 4), agent_id=second.pk
     )
     assert [row["agent"] for row in only_second] == [str(second.pk)]
+
+
+# --- the endpoint's query -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=0001-01-01&to=0001-01-31", "from"),
+        ("from=9999-12-01&to=9999-12-31", "from"),
+        ("from=2025-01-01&to=2201-01-01", "to"),
+        ("to=0001-01-01", "to"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/callbacks/metrics", "/api/v1/callbacks/metrics/"])
+def test_dates_outside_the_years_are_400_naming_the_parameter(member_client, path, query, field):
+    client, _, _ = member_client(Role.MANAGER)
+    response = client.get(f"{path}?{query}")
+    assert response.status_code == 400, response.content
+    assert "between the years" in response.json()[field][0]
+
+
+def test_dates_inside_the_years_answer(member_client):
+    client, _, _ = member_client(Role.MANAGER)
+    assert client.get("/api/v1/callbacks/metrics?from=1970-01-01&to=1970-12-31").status_code == 200
+    assert client.get("/api/v1/callbacks/metrics?from=2200-01-01&to=2200-12-31").status_code == 200

@@ -152,6 +152,23 @@ def test_bad_input_re_renders_the_form_with_the_error(client, contact, data, mes
     assert not CallbackRequest.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("0001-01-01T00:00", "0001-01-01T02:00"),
+        ("1969-12-31T10:00", "1969-12-31T12:00"),
+        ("2025-07-01T10:00", "2201-07-01T12:00"),
+    ],
+    ids=["year-1", "before-1970", "after-2200"],
+)
+def test_a_preferred_time_outside_the_years_re_renders_the_form(client, contact, start, end):
+    data = {"phone": "+31612345678", "urgency": "anytime", "preferred_start": start, "preferred_end": end}
+    response = client.post(form_path(contact), data)
+    assert response.status_code == 400
+    assert "Must be between the years 1970 and 2200." in response.content.decode()
+    assert not CallbackRequest.objects.exists()
+
+
 def test_posts_are_throttled_per_link(client, contact, settings):
     settings.CALLBACK_FORM_POSTS_PER_TOKEN_PER_HOUR = 2
     path = form_path(contact)

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callbacks.sla import BusinessCalendar, add_business_hours
+from callbacks.sla import MAX_DAYS, BusinessCalendar, DeadlineOutOfReach, add_business_hours
 
 AMS = ZoneInfo("Europe/Amsterdam")
 NYC = ZoneInfo("America/New_York")
@@ -124,3 +124,14 @@ def test_a_year_of_holidays_is_reported_not_looped_forever():
     every_day = [date(2025, 1, 1) + timedelta(days=n) for n in range(800)]
     with pytest.raises(ValueError, match="no business hours"):
         add_business_hours(local(AMS, 2025, 1, 1, 10), 1, calendar(holidays=every_day))
+
+
+def test_a_deadline_beyond_the_horizon_is_refused_after_a_bounded_walk():
+    one_hour_a_week = calendar(days=(2,), opens=time(9), closes=time(10))
+    start = local(AMS, 2025, 1, 1, 10)
+    # A year of hours at one hour a week would be 168 years away.
+    with pytest.raises(DeadlineOutOfReach, match=f"more than {MAX_DAYS} days"):
+        add_business_hours(start, 24 * 366, one_hour_a_week)
+    # Just inside the horizon is still found.
+    weeks = MAX_DAYS // 7 - 1
+    assert add_business_hours(start, weeks, one_hour_a_week) == local(AMS, 2025, 1, 1, 10) + timedelta(weeks=weeks)

@@ -1,11 +1,13 @@
 """The audience endpoints of the API contract."""
 
 import pytest
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from accounts.models import Role
 from contacts import hooks
 from contacts.models import Contact, ContactEvent, ImportJob, ListMembership, Suppression
+from contacts.segments import MAX_CONDITIONS
 from contacts.tests.factories import ContactFactory, ContactListFactory, SegmentFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
@@ -318,3 +320,141 @@ def test_another_organizations_import_answers_404(manager, member_client):
     job = ImportJob.objects.create(organization=other_org, file="imports/x.csv")
     assert client.get(f"/api/v1/contacts/imports/{job.pk}/").status_code == 404
     assert other_client.get(f"/api/v1/contacts/imports/{job.pk}/").status_code == 200
+
+
+# --- bounds on input --------------------------------------------------------------------------------
+
+
+def nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"next": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("attributes", "reason"),
+    [
+        ({"notes": "x" * (100 * 1024)}, "larger than 64 KB"),
+        (nested(21), "nested deeper than 20 levels"),
+        ({f"key{n}": n for n in range(501)}, "more than 500 keys"),
+    ],
+    ids=["100-kb", "21-deep", "501-keys"],
+)
+def test_attributes_beyond_the_json_limits_are_400_naming_attributes(manager, attributes, reason):
+    client, _, org = manager
+    created = client.post("/api/v1/contacts/", {"email": "a@example.com", "attributes": attributes}, format="json")
+    assert created.status_code == 400, created.content
+    assert reason in created.json()["attributes"][0]
+    assert not Contact.objects.filter(organization=org).exists()
+
+    contact = ContactFactory(organization=org, attributes={"city": "Delft"})
+    patched = client.patch(f"/api/v1/contacts/{contact.public_id}/", {"attributes": attributes}, format="json")
+    assert patched.status_code == 400
+    assert "attributes" in patched.json()
+    contact.refresh_from_db()
+    assert contact.attributes == {"city": "Delft"}
+
+
+def test_the_model_bounds_attributes_for_every_form(manager):
+    """The admin's forms run the model's validators: the same cap applies there."""
+    _, _, org = manager
+    contact = ContactFactory.build(organization=org, attributes={"notes": "x" * (100 * 1024)})
+    with pytest.raises(DjangoValidationError) as refused:
+        contact.full_clean()
+    assert "attributes" in refused.value.message_dict
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"properties": {"notes": "x" * (100 * 1024)}}, "properties"),
+        ({"properties": nested(21)}, "properties"),
+        ({"occurred_at": "0001-01-01T00:00:00+09:00"}, "occurred_at"),
+        ({"occurred_at": "1969-12-31T23:00:00Z"}, "occurred_at"),
+        ({"occurred_at": "9999-12-31T23:00:00-05:00"}, "occurred_at"),
+    ],
+    ids=["100-kb", "21-deep", "year-1", "before-1970", "year-9999"],
+)
+def test_event_input_beyond_the_limits_is_400_naming_the_field(manager, body, field):
+    client, _, org = manager
+    ContactFactory(organization=org, email="buyer@example.com")
+    response = client.post(
+        "/api/v1/events/", {"contact": "buyer@example.com", "name": "purchase", **body}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert field in response.json()
+    assert not ContactEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("condition", "reason"),
+    [
+        ({"field": "created_at", "op": "after", "value": "99999 years ago"}, "too far from now"),
+        ({"field": "attributes.signup", "op": "before", "value": "in 99999 years"}, "too far from now"),
+        ({"field": "created_at", "op": "before", "value": "0001-01-01"}, "between the years 1970 and 2200"),
+        ({"field": "last_contacted_at", "op": "after", "value": "9999-12-31T23:00:00-05:00"}, "between the years"),
+    ],
+    ids=["years-ago", "in-years", "year-1", "year-9999"],
+)
+def test_segment_times_out_of_range_are_400_naming_the_rule(manager, condition, reason):
+    client, _, _ = manager
+    rules = {"all": [condition]}
+    created = client.post("/api/v1/segments/", {"name": "Odd", "rules": rules}, format="json")
+    assert created.status_code == 400, created.content
+    assert "rules.all[0].value" in created.json()["rules"][0]
+    assert reason in created.json()["rules"][0]
+    preview = client.post("/api/v1/segments/preview/", {"rules": rules}, format="json")
+    assert preview.status_code == 400
+    assert "rules" in preview.json()
+
+
+def test_segment_attribute_dates_keep_the_years_people_are_born_in(manager):
+    client, _, org = manager
+    ContactFactory(organization=org, attributes={"born": "1950-06-01"})
+    rules = {"field": "attributes.born", "op": "before", "value": "1960-01-01"}
+    preview = client.post("/api/v1/segments/preview/", {"rules": rules}, format="json")
+    assert preview.status_code == 200, preview.content
+    assert preview.json()["count"] == 1
+
+
+def test_segment_rules_beyond_the_json_limits_are_400_naming_rules(manager):
+    client, _, _ = manager
+    huge = {"any": [{"field": "email", "op": "eq", "value": f"{'x' * 450}{n}@example.com"} for n in range(150)]}
+    response = client.post("/api/v1/segments/", {"name": "Huge", "rules": huge}, format="json")
+    assert response.status_code == 400
+    assert "larger than 64 KB" in response.json()["rules"][0]
+    preview = client.post("/api/v1/segments/preview/", {"rules": huge}, format="json")
+    assert preview.status_code == 400
+    assert "rules" in preview.json()
+
+
+def test_a_segment_with_as_many_conditions_as_the_rules_allow_is_accepted(manager):
+    client, _, _ = manager
+    rules = {"any": [{"field": "email", "op": "eq", "value": f"c{n}@example.com"} for n in range(MAX_CONDITIONS)]}
+    response = client.post("/api/v1/segments/", {"name": "Many", "rules": rules}, format="json")
+    assert response.status_code == 201, response.content
+
+
+def test_renaming_a_list_onto_another_lists_name_is_400(manager):
+    client, _, org = manager
+    ContactListFactory(organization=org, name="Newsletter")
+    other = ContactListFactory(organization=org, name="Customers")
+
+    response = client.patch(f"/api/v1/lists/{other.pk}/", {"name": "NEWSLETTER"}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert "already exists" in response.json()["name"][0]
+    other.refresh_from_db()
+    assert other.name == "Customers"
+    renamed = client.patch(f"/api/v1/lists/{other.pk}/", {"name": "customers"}, format="json")
+    assert renamed.status_code == 200
+    assert renamed.json()["name"] == "customers"
+
+
+def test_creating_a_list_with_a_taken_name_is_400(manager):
+    client, _, org = manager
+    ContactListFactory(organization=org, name="Newsletter")
+    response = client.post("/api/v1/lists/", {"name": "newsletter"}, format="json")
+    assert response.status_code == 400
+    assert "name" in response.json()
