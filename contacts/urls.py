@@ -1,9 +1,11 @@
-from django.urls import path
+from django.urls import re_path
 from rest_framework.routers import SimpleRouter
 
 from contacts import views
 
-router = SimpleRouter(trailing_slash=True)
+# Every path answers as API.md writes it and with a trailing slash, without redirects.
+router = SimpleRouter()
+router.trailing_slash = "/?"  # the constructor only knows "/" or ""
 router.register("contacts/imports", views.ContactImportViewSet, basename="contact-import")
 router.register("contacts", views.ContactViewSet, basename="contact")
 router.register("tags", views.TagViewSet, basename="tag")
@@ -13,6 +15,8 @@ router.register("suppressions", views.SuppressionViewSet, basename="suppression"
 router.register("events", views.EventViewSet, basename="event")
 
 urlpatterns = [
-    path("contacts/import", views.ContactImportViewSet.as_view({"post": "upload"}), name="contact-import-upload"),
+    re_path(
+        r"^contacts/import/?$", views.ContactImportViewSet.as_view({"post": "upload"}), name="contact-import-upload"
+    ),
     *router.urls,
 ]
