@@ -1,6 +1,7 @@
 """The Celery application. Settings come from Django settings under the CELERY_ prefix."""
 
 import os
+import time
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun
@@ -29,7 +30,21 @@ app.conf.beat_schedule = {
         "task": "accounts.flush_expired_tokens",
         "schedule": 24 * 3600,
     },
+    # On the default queue, which every worker consumes: /health reports workers as stale when
+    # beat's tasks stop running (all worker processes busy or wedged, or no worker at all).
+    "config.heartbeat": {"task": "config.heartbeat", "schedule": 30.0},
 }
+
+# Where the heartbeat leaves its time: the Django cache, shared by web, worker and beat.
+HEARTBEAT_CACHE_KEY = "health:worker-heartbeat"
+
+
+@app.task(name="config.heartbeat", acks_late=True, ignore_result=True, time_limit=30, soft_time_limit=20)
+def heartbeat_task(**_kwargs) -> None:
+    """Record that a worker ran one of beat's tasks just now (read by /health)."""
+    from django.core.cache import cache
+
+    cache.set(HEARTBEAT_CACHE_KEY, time.time(), timeout=None)
 
 
 @task_prerun.connect

@@ -1,9 +1,13 @@
 """CSV import of contacts: streamed, validated, staged, then upserted in set-based SQL.
 
-The reader streams the file (never whole in memory): it sniffs encoding (UTF-8 with
-or without BOM, else Latin-1) and delimiter (`,` `;` tab `|`), maps the header and
-validates each row, in chunks of a few thousand rows. Bad rows become ImportRowError
-with their line numbers.
+The reader streams the file (never whole in memory). A first fast pass counts the
+lines and settles the encoding over the whole file: UTF-8 (with or without BOM), else
+Windows-1252 (what Excel writes on Windows; a superset of Latin-1's printable
+characters). It sniffs the delimiter (`,` `;` tab `|`), maps the header and validates
+each row, in chunks of a few thousand rows. Bad rows become ImportRowError with the
+line they start on: bytes that are not valid in the file's encoding, and a quote that
+is never closed properly (the lines it ran together are reported, then read again as
+rows of their own, so no row disappears into one cell).
 
 The writer (ChunkWriter) takes chunks inside one transaction: it stages them
 (PostgreSQL: COPY), reports later duplicates of an address within the file against
@@ -11,6 +15,9 @@ the first line, and upserts the chunk with one INSERT ... SELECT ... ON CONFLICT
 then links tags and the list. On PostgreSQL it runs in a thread of its own so the
 database works while Python parses the next chunk. The transaction commits after the
 last chunk, so a file that turns out to be unreadable leaves no contacts behind.
+Every wait between the reader and the writer is bounded by IMPORT_STALL_SECONDS: a
+side that hears nothing from the other for that long fails the job, so an import can
+never hold a worker.
 
 Columns: email (required), phone, first_name, last_name, tags (separated by `;`),
 timezone, locale; common spellings are recognised (E-mail, First Name, mobile, ...).
@@ -21,6 +28,7 @@ typed, numbers with leading zeros stay text. Empty cells never overwrite data.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
@@ -29,13 +37,15 @@ import queue
 import re
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO
 
-from django.db import IntegrityError, connection, transaction
+from django.conf import settings
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
@@ -98,6 +108,19 @@ class ImportFailure(Exception):
     """The file as a whole cannot be imported; the message says why, for the user."""
 
 
+class ImportStalled(ImportFailure):
+    """The reader or the writer heard nothing from the other for IMPORT_STALL_SECONDS."""
+
+    def __init__(self, seconds: float):
+        super().__init__(
+            f"The import stalled (no progress for {seconds:g} seconds) and was stopped; nothing was imported. "
+            "Try again later or contact support."
+        )
+
+
+NO_DATA_ROWS = "The file has no data rows: only a header row (and perhaps blank lines)."
+
+
 @dataclass
 class FileFormat:
     encoding: str
@@ -138,7 +161,7 @@ def detect_format(sample: bytes) -> FileFormat:
             codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
             encoding = "utf-8"
         except UnicodeDecodeError:
-            encoding = "latin-1"
+            encoding = "cp1252"
     text = sample.decode(encoding, errors="ignore")
     header = text.splitlines()[0] if text.splitlines() else ""
     return FileFormat(encoding=encoding, delimiter=_sniff_delimiter(text, header))
@@ -181,34 +204,167 @@ def map_columns(header: list[str]) -> ColumnMap:
     return ColumnMap(fields=fields, attributes=attributes, width=len(header))
 
 
-def read_rows(stream: BinaryIO, fmt: FileFormat) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """The header and an iterator of (line number, cells); the file is read as it goes."""
-    text = io.TextIOWrapper(stream, encoding=fmt.encoding, errors="strict", newline="")
-    reader = csv.reader(text, delimiter=fmt.delimiter, strict=False)
+class _LineSource:
+    """Feeds csv.reader one physical line at a time and keeps the lines of the current record.
+
+    A record that runs over several lines can then be checked for a quote that was never closed,
+    and its later lines handed to the reader again. Lines of one record always have consecutive
+    numbers, pushed-back lines included, so a record starts at `number - len(record) + 1`.
+    """
+
+    def __init__(self, text: io.TextIOBase):
+        self._lines = iter(text)
+        self._pending: list[str] = []  # pushed back, last first
+        self.number = 0  # physical line number of the last line handed out
+        self.record: list[str] = []
+
+    def __iter__(self) -> _LineSource:
+        return self
+
+    def __next__(self) -> str:
+        line = self._pending.pop() if self._pending else next(self._lines)
+        self.number += 1
+        self.record.append(line)
+        return line
+
+    @property
+    def record_start(self) -> int:
+        return self.number - len(self.record) + 1
+
+    def push_back(self, lines: list[str]) -> None:
+        self._pending.extend(reversed(lines))
+        self.number -= len(lines)
+
+
+def _quotes_close(lines: list[str], delimiter: str) -> bool:
+    """Whether these raw lines are well-formed CSV (every quoted cell closed, then a delimiter or line end)."""
+    try:
+        for _ in csv.reader(lines, delimiter=delimiter, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
+
+
+_ESCAPED_BYTES = re.compile("[\udc80-\udcff]")  # undecodable bytes, as errors="surrogateescape" keeps them
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
+ENCODING_NAMES = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}
+
+
+class BadRow(str):
+    """A reason the reader found a row unreadable, yielded in place of its cells."""
+
+
+def read_rows(
+    stream: BinaryIO, fmt: FileFormat, *, check_bytes: bool = True
+) -> tuple[list[str], Iterator[tuple[int, list[str] | BadRow]]]:
+    """The header and an iterator of (first line of the row, cells or BadRow); the file is read as it goes.
+
+    `check_bytes`: the file has bytes its encoding cannot decode; the rows holding them are reported.
+    """
+    encoding = fmt.encoding
+    text = io.TextIOWrapper(stream, encoding=encoding, errors="surrogateescape", newline="")
+    source = _LineSource(text)
+    reader = csv.reader(source, delimiter=fmt.delimiter, strict=False)
     try:
         header = next(reader)
     except StopIteration:
         raise ImportFailure("The file has no header row.") from None
-    except UnicodeDecodeError:
-        raise ImportFailure("The header row has bytes that are not valid text.") from None
+    except csv.Error as exc:
+        raise ImportFailure(f"The header row is malformed ({exc}).") from None
+    if len(source.record) > 1 and not _quotes_close(source.record, fmt.delimiter):
+        raise ImportFailure('The header row has a quote (") that is not closed properly.')
+    # Column names go into messages and attribute keys: an undecodable byte becomes U+FFFD there.
+    header = [_ESCAPED_BYTES.sub("\ufffd", name) for name in header]
+    bad_bytes = (
+        f"has bytes that are not valid {ENCODING_NAMES[encoding]} text (the file mixes encodings); "
+        "save the file as UTF-8 and import it again"
+    )
 
-    def rows() -> Iterator[tuple[int, list[str]]]:
+    def rows() -> Iterator[tuple[int, list[str] | BadRow]]:
+        record = source.record
         while True:
+            record.clear()
             try:
                 cells = next(reader)
             except StopIteration:
                 return
-            except UnicodeDecodeError as exc:
-                raise ImportFailure(
-                    f"Line {reader.line_num + 1}: bytes that are not valid {fmt.encoding.upper()} "
-                    f"({exc.reason}). Save the file as UTF-8 and import it again."
-                ) from None
             except csv.Error as exc:
-                raise ImportFailure(f"Line {reader.line_num}: the CSV is malformed ({exc}).") from None
-            if cells and "".join(cells).strip():
-                yield reader.line_num, cells
+                # The reader starts afresh at the next line; a record that ran over several lines is
+                # reported below like any other whose quote never closed.
+                if len(record) < 2:
+                    yield source.record_start, BadRow(f"the CSV is malformed ({exc})")
+                    continue
+                cells = None
+            if len(record) > 1 and (cells is None or not _quotes_close(record, fmt.delimiter)):
+                # A quote opened here and never closed properly, so the reader ran the following lines
+                # into one cell (to the end of the file, or to the next stray quote). Report this line
+                # and read the others again as rows of their own.
+                first, last = source.record_start, source.number
+                yield (
+                    first,
+                    BadRow(
+                        f'a quote (") opened on this line is not closed properly, so lines {first}-{last} '
+                        f"ran together; lines {first + 1}-{last} were read again as rows of their own"
+                    ),
+                )
+                source.push_back(record[1:])
+                continue
+            joined = "".join(cells)
+            if not joined or joined.isspace():
+                continue
+            if check_bytes and not joined.isascii() and _ESCAPED_BYTES.search(joined):
+                yield source.record_start, BadRow(bad_bytes)
+                continue
+            yield source.record_start, cells
 
     return header, rows()
+
+
+@dataclass
+class FileScan:
+    lines: int = 0
+    invalid_utf8: int = 0  # bytes that are not part of a valid UTF-8 sequence
+    utf8_chars: int = 0  # non-ASCII characters that are valid UTF-8
+    cp1252_undefined: bool = False  # bytes Windows-1252 leaves undefined
+
+    def encoding(self, sniffed: str) -> str:
+        """UTF-8 unless most non-ASCII bytes are not UTF-8: then Windows-1252 (a BOM always means UTF-8)."""
+        if sniffed == "utf-8-sig":
+            return sniffed
+        if self.invalid_utf8 == 0 or self.utf8_chars >= self.invalid_utf8:
+            return "utf-8"
+        return "cp1252"
+
+    def has_bad_bytes(self, encoding: str) -> bool:
+        return self.cp1252_undefined if encoding == "cp1252" else self.invalid_utf8 > 0
+
+
+def scan_file(stream: BinaryIO) -> FileScan:
+    """One pass over the raw bytes: the line count, and whether (and how much) the file is UTF-8.
+
+    Decided over the whole file, not a sample: a Windows-1252 file whose first accent is past the sample
+    would otherwise be read as UTF-8 and fail. ASCII blocks, the common case, are only counted.
+    """
+    scan = FileScan()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        scan.lines += block.count(b"\n")
+        if block.isascii() and not decoder.getstate()[0]:
+            continue
+        _scan_text(scan, decoder.decode(block))
+        scan.cp1252_undefined = scan.cp1252_undefined or bool(_CP1252_UNDEFINED.search(block))
+    _scan_text(scan, decoder.decode(b"", final=True))
+    stream.seek(0)
+    return scan
+
+
+def _scan_text(scan: FileScan, text: str) -> None:
+    non_ascii = len(text) - len(text.encode("ascii", "ignore"))
+    if non_ascii:
+        invalid = len(_ESCAPED_BYTES.findall(text))
+        scan.invalid_utf8 += invalid
+        scan.utf8_chars += non_ascii - invalid
 
 
 _json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -247,14 +403,6 @@ def parse_row(cells: list[str], columns: ColumnMap) -> tuple[tuple, list[str]]:
         _json_text(attributes) if attributes else "{}",
     )
     return row, tags
-
-
-def count_lines(stream: BinaryIO) -> int:
-    lines = 0
-    for block in iter(lambda: stream.read(1 << 20), b""):
-        lines += block.count(b"\n")
-    stream.seek(0)
-    return lines
 
 
 # --- the database side ------------------------------------------------------------------
@@ -320,7 +468,7 @@ class Totals:
 
 
 class _Abort(Exception):
-    """The reader gave up (bad file): roll the import back."""
+    """The reader gave up (bad file, stall): roll the import back."""
 
 
 _DONE = object()
@@ -613,8 +761,9 @@ class ChunkWriter:
 
     def finish(self) -> None:
         if self.totals.rows == 0:
-            raise ImportFailure("The file has a header row but no contacts.")
-        ImportJob.objects.filter(pk=self.job.pk).update(
+            raise ImportFailure(NO_DATA_ROWS)
+        # Only a running job completes: one failed meanwhile (a stall) rolls back instead of committing.
+        completed = ImportJob.objects.filter(pk=self.job.pk, status=ImportStatus.RUNNING).update(
             status=ImportStatus.COMPLETED,
             total_rows=self.totals.rows,
             processed_rows=self.totals.rows,
@@ -623,6 +772,8 @@ class ChunkWriter:
             failed=self.totals.failed,
             finished_at=timezone.now(),
         )
+        if not completed:
+            raise ImportFailure("The import was stopped before it finished.")
         self._emit_hooks()
 
     def _emit_hooks(self) -> None:
@@ -687,15 +838,21 @@ def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
     sample = stream.read(SAMPLE_BYTES)
     fmt = detect_format(sample)
     stream.seek(0)
-    estimated = max(count_lines(stream) - 1, 0)
+    scan = scan_file(stream)
+    fmt.encoding = scan.encoding(fmt.encoding)
+    estimated = max(scan.lines - 1, 0)
     ImportJob.objects.filter(pk=job.pk).update(encoding=fmt.encoding, delimiter=fmt.delimiter, total_rows=estimated)
-    header, rows = read_rows(stream, fmt)
+    header, rows = read_rows(stream, fmt, check_bytes=scan.has_bad_bytes(fmt.encoding))
     columns = map_columns(header)
     chunk = Chunk()
     limit = _chunk_limit(grown=MIN_CHUNK_ROWS, remaining=estimated)
     first_lines: dict[str, int] = {}  # this chunk's addresses; earlier chunks are checked in the database
+    seen_rows = False
     for line, cells in rows:
+        seen_rows = True
         try:
+            if isinstance(cells, BadRow):
+                raise InvalidValue(cells)
             row, tags = parse_row(cells, columns)
         except InvalidValue as exc:
             chunk.errors.append((line, str(exc)))
@@ -713,6 +870,9 @@ def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
             chunk = Chunk()
             first_lines.clear()
             limit = _chunk_limit(grown=limit * 2, remaining=estimated - line)
+    if not seen_rows:
+        # Failing here, before anything is handed to the writer, is also the quickest way out.
+        raise ImportFailure(NO_DATA_ROWS)
     if len(chunk):
         yield chunk.with_public_ids()
 
@@ -768,56 +928,138 @@ def _write_inline(job: ImportJob, chunks: Iterator[Chunk]) -> None:
 
 
 def _write_in_thread(job: ImportJob, chunks: Iterator[Chunk]) -> None:
-    feed: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory stays flat
-    failure: list[BaseException] = []
-
-    def write_all() -> None:
-        writer = ChunkWriter(job)
-        try:
-            with transaction.atomic():
-                writer.start()
-                while (item := feed.get()) is not _DONE:
-                    if item is _ABORT:
-                        raise _Abort
-                    writer.write(item)
-                writer.finish()
-        except _Abort as exc:
-            failure.append(exc)
-        except BaseException as exc:
-            failure.append(exc)
-            while feed.get() not in (_DONE, _ABORT):  # unblock the reader until it stops
-                pass
-        finally:
-            try:
-                writer.drop()
-            finally:
-                connection.close()
-
-    thread = threading.Thread(target=write_all, name=f"import-{job.pk}", daemon=True)
+    pipe = _WriterThread(job, stall_seconds=float(getattr(settings, "IMPORT_STALL_SECONDS", 300)))
     # The reader holds the GIL while it parses; a short switch interval lets the writer
     # pick up each database reply at once instead of after up to 5 ms.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
-    thread.start()
+    pipe.start()
     processed = 0
     try:
         for chunk in chunks:
-            if failure:
-                break
             chunk.encode_for_copy()
-            feed.put(chunk)
+            if not pipe.send(chunk):
+                break  # the writer stopped: finish() below says why
             processed += len(chunk)
             ImportJob.objects.filter(pk=job.pk).update(processed_rows=processed)
     except BaseException:
-        feed.put(_ABORT)
-        thread.join()
+        pipe.abort()
         raise
     finally:
         sys.setswitchinterval(switch_interval)
-    feed.put(_DONE)
-    thread.join()
-    if failure and not isinstance(failure[0], _Abort):
-        raise failure[0]
+    pipe.finish()
+
+
+class _WriterThread:
+    """A ChunkWriter in a thread of its own, fed chunks through a small queue.
+
+    Every wait on either side is bounded: a side that sees no progress from the other for
+    `stall_seconds` gives up (ImportStalled) and the job fails, so an import can never hold a
+    worker. The writer's statements get the same bound from PostgreSQL's statement_timeout.
+    Whatever the writer does after the reader gave up ends in a rollback, never a commit.
+    """
+
+    POLL_SECONDS = 0.25  # how soon the reader notices that the writer stopped
+
+    def __init__(self, job: ImportJob, *, stall_seconds: float):
+        self.job = job
+        self.stall_seconds = stall_seconds
+        self.feed: queue.Queue = queue.Queue(maxsize=2)  # bounded: memory stays flat
+        self.stop = threading.Event()  # the reader gave up: roll back at the next step
+        self.failure: BaseException | None = None
+        self.committed = False
+        self.progress_at = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name=f"import-{job.pk}", daemon=True)
+
+    def start(self) -> None:
+        self.progress_at = time.monotonic()
+        self.thread.start()
+
+    # --- the reader's side ---
+
+    def send(self, item) -> bool:
+        """Queue a chunk (or _DONE) for the writer; False when the writer has stopped."""
+        while self.thread.is_alive():
+            try:
+                self.feed.put(item, timeout=self.POLL_SECONDS)
+            except queue.Full:
+                self._check_progress()
+            else:
+                return True
+        return False
+
+    def finish(self) -> None:
+        """The file is read: let the writer commit, waiting as long as it makes progress."""
+        if self.send(_DONE):
+            while self.thread.is_alive():
+                self.thread.join(timeout=self.POLL_SECONDS)
+                if self.thread.is_alive():
+                    self._check_progress()
+        if self.failure is not None:
+            raise self.failure
+        if not self.committed:
+            raise ImportFailure("The import stopped before every row was written; nothing was imported.")
+
+    def abort(self) -> None:
+        """The reader gave up: the writer rolls back. Waits a bounded time for it."""
+        self.stop.set()
+        # A writer waiting for a chunk wakes at once; one busy with a chunk (queue full) sees `stop`
+        # when it takes the next.
+        with contextlib.suppress(queue.Full):
+            self.feed.put_nowait(_ABORT)
+        self.thread.join(timeout=self.stall_seconds)
+        if self.thread.is_alive():
+            logger.error("import writer did not stop", extra={"import_job_id": str(self.job.pk)})
+
+    def _check_progress(self) -> None:
+        if time.monotonic() - self.progress_at > self.stall_seconds:
+            self.stop.set()
+            logger.error("import writer stalled", extra={"import_job_id": str(self.job.pk)})
+            raise ImportStalled(self.stall_seconds)
+
+    # --- the writer's side ---
+
+    def _next(self):
+        try:
+            item = self.feed.get(timeout=self.stall_seconds)
+        except queue.Empty:
+            logger.error("import reader stalled", extra={"import_job_id": str(self.job.pk)})
+            raise ImportStalled(self.stall_seconds) from None
+        if item is _ABORT or self.stop.is_set():
+            raise _Abort
+        self.progress_at = time.monotonic()
+        return item
+
+    def _run(self) -> None:
+        writer = ChunkWriter(self.job)
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # A statement stuck on a lock or a slow disk fails the job instead of holding the worker.
+                    milliseconds = str(max(int(self.stall_seconds * 1000), 1))
+                    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [milliseconds])
+                writer.start()
+                while (item := self._next()) is not _DONE:
+                    writer.write(item)
+                    self.progress_at = time.monotonic()
+                if self.stop.is_set():
+                    raise _Abort
+                writer.finish()
+            self.committed = True
+        except _Abort:
+            pass  # the reader knows why it stopped
+        except OperationalError as exc:
+            cancelled = type(exc.__cause__).__name__ == "QueryCanceled"
+            self.failure = ImportStalled(self.stall_seconds) if cancelled else exc
+        except BaseException as exc:
+            self.failure = exc
+        finally:
+            try:
+                writer.drop()
+            except Exception:
+                logger.warning("import staging tables not dropped", extra={"import_job_id": str(self.job.pk)})
+            finally:
+                connection.close()
 
 
 def _fail(job: ImportJob, reason: str) -> None:

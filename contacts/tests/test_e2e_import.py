@@ -41,3 +41,37 @@ def test_csv_import_runs_on_a_real_worker(start_worker):
     assert Contact.objects.get(email="person7@example.com").attributes == {"score": 7}
     assert "contacts.import_contacts" in worker.log
     assert ImportJob.objects.get(pk=job_id).delimiter == ";"
+
+
+def wait_for_import(client, job_id: str, seconds: float = 30) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status = client.get(f"/api/v1/contacts/imports/{job_id}/").json()
+        if status["status"] in ("completed", "failed"):
+            return status
+        time.sleep(0.2)
+    return status
+
+
+def test_a_file_without_data_rows_fails_and_does_not_hold_the_worker(start_worker):
+    worker = start_worker()  # one process (solo pool): a wedged import would keep it from the next task
+    manager = MembershipFactory(role=Role.MANAGER)
+    client = bearer_client(manager.user, manager.organization)
+
+    def upload(content: bytes) -> str:
+        response = client.post(
+            "/api/v1/contacts/import",
+            {"file": SimpleUploadedFile("people.csv", content, content_type="text/csv")},
+            format="multipart",
+        )
+        assert response.status_code == 202, response.content
+        return response.json()["id"]
+
+    empty = [upload(b"email,first_name\n"), upload(b"email,first_name\n\n\n")]
+    good = upload(b"email,first_name\nana@example.com,Ana\n")
+    for job_id in empty:
+        status = wait_for_import(client, job_id)
+        assert status["status"] == "failed", (status, worker.log)
+        assert "no data rows" in ImportJob.objects.get(pk=job_id).failure_reason
+    status = wait_for_import(client, good)
+    assert (status["status"], status["created"]) == ("completed", 1), (status, worker.log)

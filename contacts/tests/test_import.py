@@ -115,7 +115,7 @@ def test_tags_column_job_tags_and_list(org, run_import):
     [
         ("email;first_name\na@example.com;Zoë\n".encode(), "utf-8", ";"),
         (codecs.BOM_UTF8 + "email,first_name\na@example.com,Zoë\n".encode(), "utf-8-sig", ","),
-        ("email;first_name\na@example.com;Zoë\n".encode("latin-1"), "latin-1", ";"),
+        ("email;first_name\na@example.com;Zoë\n".encode("latin-1"), "cp1252", ";"),
         ("email\tfirst_name\na@example.com\tZoë\n".encode(), "utf-8", "\t"),
     ],
 )
@@ -131,10 +131,11 @@ def test_encodings_and_delimiters_are_detected(org, run_import, content, encodin
     [
         (b"", "empty"),
         (b"first_name,last_name\nAna,Smit\n", "No email column"),
-        (b"email,first_name\n", "no contacts"),
+        (b"email,first_name\n", "no data rows"),
+        (b"email,first_name\n\n \n,\n", "no data rows"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "binary"),
-        (b"email,name\n" + b"a@example.com,ok\n" * 5000 + b"b@example.com,\xff\xfe\n", "not valid UTF-8"),
         (b"email,email\na@example.com,b@example.com\n", "appears twice"),
+        (b'email,"first_name\na@example.com,Ann\n', "header row has a quote"),
     ],
 )
 def test_malformed_files_fail_the_job_with_a_reason_and_write_nothing(org, run_import, content, reason):
@@ -194,8 +195,9 @@ def test_detect_format_refuses_utf16():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_import_outside_a_transaction_commits_all_or_nothing(org):
-    """Outside a transaction (as in a worker) the writer runs in its own thread on PostgreSQL."""
+def test_import_outside_a_transaction_commits_in_the_writer_thread(org):
+    """Outside a transaction (as in a worker) the writer runs in its own thread on PostgreSQL.
+    test_import_threads.py covers how that thread ends on failures and stalls."""
     from contacts.importer import run_import as importer_run
 
     def job_for(content: bytes) -> ImportJob:
@@ -210,11 +212,11 @@ def test_import_outside_a_transaction_commits_all_or_nothing(org):
     assert (good.status, good.created, good.processed_rows) == (ImportStatus.COMPLETED, 12_000, 12_000)
     assert ContactTag.objects.filter(contact__organization=org).count() == 12_000
 
-    bad_tail = b"email\n" + b"".join(b"v%d@example.com\n" % i for i in range(12_000)) + b"\xff\xfe@x\n"
-    bad = importer_run(job_for(bad_tail))
-    assert bad.status == ImportStatus.FAILED
-    assert "not valid UTF-8" in bad.failure_reason
-    assert not Contact.objects.filter(organization=org, email__startswith="v").exists()
+    # A Windows-1252 accent far past the sample the delimiter is sniffed from.
+    late_accent = b"email,first_name\n" + b"".join(b"v%d@example.com,V\n" % i for i in range(12_000))
+    late = importer_run(job_for(late_accent + "w@example.com,Zoë €\n".encode("cp1252")))
+    assert (late.status, late.encoding, late.created, late.failed) == (ImportStatus.COMPLETED, "cp1252", 12_001, 0)
+    assert Contact.objects.get(organization=org, email="w@example.com").first_name == "Zoë €"
 
 
 def test_duplicates_across_chunks_point_at_the_first_line(org, run_import, monkeypatch):
@@ -306,3 +308,95 @@ def test_a_tag_repeated_in_a_cell_or_also_given_to_the_import_links_once(org, ru
         assert job.status == ImportStatus.COMPLETED, job.failure_reason
     links = sorted(ContactTag.objects.filter(contact__organization=org).values_list("contact__email", "tag__name"))
     assert links == [("a@example.com", "FAIR"), ("a@example.com", "vip"), ("b@example.com", "FAIR")]
+
+
+# --- encodings: detected over the whole file, undecodable rows reported ------------------------------
+
+
+def test_a_windows_1252_file_is_read_as_windows_1252_not_latin_1(org, run_import):
+    content = "email,first_name,price,quote\na@example.com,Zoë,€ 5,“hi” \u2013 ok\n".encode("cp1252")
+    job = run_import(org, content)
+    assert (job.status, job.encoding) == (ImportStatus.COMPLETED, "cp1252")
+    contact = Contact.objects.get(email="a@example.com")
+    assert (contact.first_name, contact.attributes) == ("Zoë", {"price": "€ 5", "quote": "“hi” \u2013 ok"})
+
+
+def test_a_windows_1252_accent_past_the_sample_does_not_fail_the_file(org, run_import):
+    ascii_rows = "".join(f"user{i}@example.com,User\n" for i in range(5_000))  # more than the 64 KB sample
+    content = ("email,first_name\n" + ascii_rows).encode() + "jose@example.com,José\n".encode("cp1252")
+    job = run_import(org, content)
+    assert job.status == ImportStatus.COMPLETED, job.failure_reason
+    assert (job.encoding, job.created, job.failed) == ("cp1252", 5_001, 0)
+    assert Contact.objects.get(email="jose@example.com").first_name == "José"
+
+
+def test_a_row_with_bytes_foreign_to_a_utf8_file_is_reported_and_the_rest_imports(org, run_import):
+    content = "email,first_name\na@example.com,Zoë\nb@example.com,Ærø\n".encode() + b"c@example.com,Jos\xe9\n"
+    content += "d@example.com,Åsa\n".encode()
+    job = run_import(org, content)
+    assert (job.status, job.encoding, job.created, job.failed) == (ImportStatus.COMPLETED, "utf-8", 3, 1)
+    [(line, reason)] = errors(job)
+    assert line == 4
+    assert "not valid UTF-8" in reason
+    assert set(Contact.objects.filter(organization=org).values_list("first_name", flat=True)) == {"Zoë", "Ærø", "Åsa"}
+
+
+def test_a_byte_windows_1252_leaves_undefined_is_reported_on_its_row(org, run_import):
+    job = run_import(org, b"email,first_name\na@example.com,Jos\xe9\nb@example.com,x\x81y\nc@example.com,C\n")
+    assert (job.status, job.encoding, job.created) == (ImportStatus.COMPLETED, "cp1252", 2)
+    assert [(line, "Windows-1252" in reason) for line, reason in errors(job)] == [(3, True)]
+
+
+# --- quotes: a quote left open never swallows the rows after it -------------------------------------
+
+
+def test_a_quote_left_open_to_the_end_of_the_file_is_reported_and_no_row_is_swallowed(org, run_import):
+    job = run_import(org, 'email,first_name\na@example.com,"Ann\nb@example.com,Bob\nc@example.com,Cy\n')
+    assert job.status == ImportStatus.COMPLETED, job.failure_reason
+    assert (job.created, job.failed) == (2, 1)
+    [(line, reason)] = errors(job)
+    assert line == 2
+    assert "quote" in reason
+    assert "lines 2-4" in reason
+    assert dict(Contact.objects.filter(organization=org).values_list("email", "first_name")) == {
+        "b@example.com": "Bob",
+        "c@example.com": "Cy",
+    }
+
+
+def test_a_quote_left_open_before_more_than_the_csv_field_limit_swallows_nothing(org, run_import):
+    rows = "".join(f"user{i}@example.com,User {i}\n" for i in range(10_000))  # far past csv's 128 KB field limit
+    job = run_import(org, 'email,first_name\na@example.com,"Ann\n' + rows)
+    assert job.status == ImportStatus.COMPLETED, job.failure_reason
+    assert (job.created, job.failed) == (10_000, 1)
+    assert [line for line, _ in errors(job)] == [2]
+    assert Contact.objects.get(email="user0@example.com").first_name == "User 0"
+
+
+def test_a_quote_closed_by_a_stray_quote_lines_later_is_reported_and_those_lines_read_again(org, run_import):
+    content = 'email,first_name\na@example.com,"Ann\nb@example.com,Bob\nc@example.com,"Cy"\nd@example.com,Dee\n'
+    job = run_import(org, content)
+    assert (job.created, job.failed) == (3, 1)
+    assert [line for line, _ in errors(job)] == [2]
+    assert sorted(Contact.objects.filter(organization=org).values_list("email", flat=True)) == [
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ]
+
+
+def test_a_well_quoted_multiline_cell_imports_and_rows_report_the_line_they_start_on(org, run_import):
+    content = 'email,first_name,address\na@example.com,Ann,"Main St 1\nUtrecht"\nnot-an-email,"Two\nLines",x\n'
+    job = run_import(org, content)
+    assert (job.created, job.failed) == (1, 1)
+    assert [line for line, _ in errors(job)] == [4]  # the row starts on line 4 and ends on line 5
+    assert Contact.objects.get(email="a@example.com").attributes == {"address": "Main St 1\nUtrecht"}
+
+
+def test_a_cell_over_the_csv_field_limit_is_reported_on_its_row(org, run_import):
+    content = "email,note\na@example.com," + "x" * 200_000 + "\nb@example.com,ok\n"
+    job = run_import(org, content)
+    assert (job.status, job.created, job.failed) == (ImportStatus.COMPLETED, 1, 1)
+    [(line, reason)] = errors(job)
+    assert line == 2
+    assert "field limit" in reason
