@@ -38,9 +38,11 @@ class RequestIDMiddleware:
 class RequestSizeLimitMiddleware:
     """Answer 413 to a request whose Content-Length exceeds API_MAX_BODY_BYTES, before anything
     reads its body. The CSV import uploads (API and admin) may be as large as IMPORT_MAX_BYTES
-    plus room for the form's other fields; their views check the file's own size."""
+    plus room for the form's other fields; their views check the file's own size. Provider
+    webhooks may post batches up to WEBHOOK_MAX_BODY_BYTES."""
 
     import_views = frozenset({"contact-import-upload", "admin:contacts_importjob_add"})
+    webhook_prefixes = ("/anymail/", "/webhooks/")
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -54,6 +56,8 @@ class RequestSizeLimitMiddleware:
         return self.get_response(request)
 
     def limit_for(self, request) -> int:
+        if request.path_info.startswith(self.webhook_prefixes):
+            return settings.WEBHOOK_MAX_BODY_BYTES
         try:
             match = resolve(request.path_info, getattr(request, "urlconf", None))
         except Resolver404:

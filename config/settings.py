@@ -194,7 +194,10 @@ if NUM_PROXIES < 0:
     raise ImproperlyConfigured("NUM_PROXIES must be 0 or more")
 # Largest request body outside the CSV import endpoints (JSON and forms); larger bodies get 413.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_KB", 1024) * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+# Largest body a provider may post to its webhooks (/anymail/..., /webhooks/...): providers batch
+# events, and a refused batch would be retried for days, so this limit is wider.
+WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_MB", 20) * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, WEBHOOK_MAX_BODY_BYTES)
 # One JSON value stored in a JSON field (contact attributes, event properties, rules, ...).
 JSON_FIELD_MAX_BYTES = env_int("JSON_FIELD_MAX_KB", 64) * 1024
 JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 20)

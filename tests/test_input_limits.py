@@ -189,3 +189,15 @@ def test_the_middleware_holds_other_paths_to_the_api_limit(path):
     assert "detail" in json.loads(response.content)
     small = RequestFactory().post(path, data=b"{}", content_type="application/json")
     assert middleware(small).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/anymail/sparkpost/tracking/", "/webhooks/sms/twilio/"])
+def test_provider_webhooks_may_post_batches_up_to_their_own_limit(settings, path):
+    settings.WEBHOOK_MAX_BODY_BYTES = 8 * 1024 * 1024
+    middleware = RequestSizeLimitMiddleware(lambda request: HttpResponse("ok"))
+    factory = RequestFactory()
+    batch = factory.post(path, data=b"[]", content_type="application/json", CONTENT_LENGTH=str(5 << 20))
+    beyond = factory.post(path, data=b"[]", content_type="application/json", CONTENT_LENGTH=str(9 << 20))
+
+    assert middleware(batch).status_code == 200
+    assert middleware(beyond).status_code == 413
