@@ -12,7 +12,7 @@ $(VENV)/.runtime-installed: requirements.txt
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt
+$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt $(CHROMIUM)
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@
 

@@ -86,6 +86,56 @@ def member_client(db) -> Callable:
     return make
 
 
+# --- A real browser on the admin ----------------------------------------------------
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium driven by Playwright, one browser per test session (`make test` installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the tests' ORM calls are still synchronous.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def admin_page(chromium, live_server):
+    """admin_page(user, password) -> a Playwright page logged into the admin as that user."""
+    contexts = []
+
+    def open_as(user, password: str):
+        context = chromium.new_context(base_url=live_server.url)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto("/admin/login/")
+        page.fill("#id_username", user.email)
+        page.fill("#id_password", password)
+        page.click("input[type=submit]")
+        page.wait_for_selector("#site-name")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
 # --- SMTP sink -------------------------------------------------------------------
 
 
