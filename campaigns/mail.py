@@ -202,7 +202,9 @@ def _prepared_bytes(email: EmailMultiAlternatives) -> bytes | None:
 def _text_part(text: str, subtype: str) -> tuple[list[bytes], bytes]:
     """Headers (Content-Type first) and CRLF-ended body of a UTF-8 text part, encoded as Django would:
     7bit when ASCII, 8bit otherwise, quoted-printable when a line is longer than the limit."""
-    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8", "surrogateescape")
+    # Strict: a lone surrogate raises UnicodeEncodeError (the message fails) rather than
+    # becoming bytes that are not UTF-8.
+    data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     if len(data) > LINE_LIMIT and max(map(len, data.split(b"\n"))) > LINE_LIMIT:
         encoding = b"quoted-printable"
         data = binascii.b2a_qp(data, istext=True)

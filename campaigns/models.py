@@ -170,3 +170,64 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"message {self.pk} to {self.to_address}"
+
+
+class SendingDomainStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    VERIFIED = "verified", "Verified"
+
+
+class VerificationMethod(models.TextChoices):
+    DNS = "dns", "DNS TXT record"
+    ADMIN = "admin", "Confirmed by the operator"
+
+
+def verification_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+class SendingDomain(TenantModel):
+    """A domain the organization may send from, once verified.
+
+    Verification proves control of the domain: a DNS TXT record
+    `campaign-central-verification=<token>` at the domain or at `_campaign-central.<domain>`,
+    or the platform operator's confirmation. Campaigns may only send from verified domains.
+    """
+
+    TXT_PREFIX = "campaign-central-verification="
+    TXT_LABEL = "_campaign-central"
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    domain = models.CharField(max_length=253, help_text="Lower-case ASCII (IDNA) form, e.g. mail.example.com.")
+    status = models.CharField(max_length=16, choices=SendingDomainStatus.choices, default=SendingDomainStatus.PENDING)
+    verification_token = models.CharField(max_length=64, default=verification_token, editable=False)
+    method = models.CharField(max_length=16, choices=VerificationMethod.choices, blank=True, default="")
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_check_error = models.CharField(max_length=500, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["domain"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "domain"], name="campaigns_sendingdomain_once_per_org"),
+        ]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    @property
+    def txt_value(self) -> str:
+        return f"{self.TXT_PREFIX}{self.verification_token}"
+
+    @property
+    def txt_names(self) -> list[str]:
+        return [self.domain, f"{self.TXT_LABEL}.{self.domain}"]

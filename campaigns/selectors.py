@@ -1,13 +1,18 @@
-"""Campaign reads."""
+"""Campaign reads: stats, and the senders and sending domains a campaign uses."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from email.utils import formataddr, parseaddr
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
-from campaigns.models import Campaign, Message, MessageStatus
+from campaigns.models import Campaign, Message, MessageStatus, SendingDomain, SendingDomainStatus
 from contacts.models import Contact, ContactStatus
 
 M = MessageStatus
@@ -61,3 +66,180 @@ def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         for variant in campaign.variants.all()
     ]
     return {"kpis": _kpis(messages), "timeline": list(timeline), "variants": variants}
+
+
+# --- senders and sending domains -------------------------------------------------------------------
+#
+# Which From a campaign message carries:
+# * with `sending_domains`, the template's sender (the template's from_email, else the organization's
+#   default_from_email, else the system DEFAULT_FROM_EMAIL) with its domain replaced by the message's
+#   planned sending domain;
+# * without, the template's sender exactly as written.
+# Every domain that ends up in a From must be a verified SendingDomain of the organization, except the
+# system DEFAULT_FROM_EMAIL used as the last fallback: it is the operator's own address.
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class FromDomain:
+    """A domain a campaign would send from, where it comes from, and the API field that sets it."""
+
+    domain: str
+    source: str
+    field: str
+
+
+@dataclass(frozen=True)
+class Sender:
+    header: str  # the From header, with the display name
+    address: str  # the bare address
+    origin: str  # "template", "organization" or "operator" (the system DEFAULT_FROM_EMAIL)
+
+
+def domain_normalize(value: Any) -> str:
+    """The lower-case ASCII (IDNA) form of a domain name; raises ValueError saying why `value` is not one."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a domain name.")
+    text = value.strip().rstrip(".").lower()
+    if not text or "@" in text or len(text) > 253:
+        raise ValueError(f"{value!r} is not a domain name.")
+    try:
+        ascii_form = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{value!r} is not a domain name.") from None
+    labels = ascii_form.split(".")
+    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValueError(f"{value!r} is not a domain name (e.g. mail.example.com).")
+    return ascii_form
+
+
+def address_domain(address: str) -> str:
+    """The normalized domain of an email address ('' when it has none)."""
+    domain = address.rpartition("@")[2].strip(" >")
+    try:
+        return domain_normalize(domain)
+    except ValueError:
+        return domain.lower()
+
+
+def sender_of(source, *, organization) -> Sender:
+    """The From of a template or template version as it is sent (no sending domain applied)."""
+    from templates_app.selectors import sender_address
+
+    from_name = getattr(source, "from_name", "") or ""
+    from_email = getattr(source, "from_email", "") or ""
+    header = sender_address(from_name=from_name, from_email=from_email, organization=organization)
+    if from_email:
+        origin = "template"
+    elif organization.default_from_email:
+        origin = "organization"
+    else:
+        origin = "operator"
+    return Sender(header=header, address=parseaddr(header)[1], origin=origin)
+
+
+def from_address_for(address: str, domain: str) -> str:
+    """The address with its domain replaced by a sending domain, as sending does."""
+    local = address.rpartition("@")[0]
+    return f"{local}@{domain}" if local and domain else address
+
+
+def _main_source(campaign: Campaign):
+    """The template (version, once launched) whose sender a campaign's messages carry by default."""
+    if campaign.template_version_id:
+        return campaign.template_version
+    if campaign.template_id:
+        return campaign.template
+    if campaign.pk:
+        variant = campaign.variants.select_related("template", "template_version").order_by("name").first()
+        if variant is not None:
+            return variant.template_version or variant.template
+    return None
+
+
+def campaign_sender(campaign: Campaign) -> Sender:
+    """The From of the campaign's main template as written (the first variant's without a template)."""
+    return sender_of(_main_source(campaign), organization=campaign.organization)
+
+
+def campaign_test_sender(campaign: Campaign) -> tuple[str, FromDomain | None]:
+    """The From header of a test send (the campaign's template, on its first sending domain if it has
+    any, as its messages would be), and the domain to verify (None for the operator's own address)."""
+    sender = sender_of(campaign.template, organization=campaign.organization)
+    if campaign.sending_domains:
+        try:
+            domain = domain_normalize(campaign.sending_domains[0])
+        except ValueError:
+            domain = str(campaign.sending_domains[0]).strip().lower()  # never verified: refused below
+        name, address = parseaddr(sender.header)
+        address = from_address_for(address, domain)
+        return (formataddr((name, address)) if name else address), FromDomain(
+            domain, "sending_domains", "sending_domains"
+        )
+    return sender.header, template_from_domain(campaign.template, organization=campaign.organization)
+
+
+def template_from_domain(source, *, organization) -> FromDomain | None:
+    """The domain a template sends from, or None when it falls back to the operator's DEFAULT_FROM_EMAIL."""
+    sender = sender_of(source, organization=organization)
+    if sender.origin == "operator":
+        return None
+    if sender.origin == "template":
+        name = getattr(source, "name", "")
+        where = f"the from_email of template {name!r}" if name else "the from_email of the campaign's template"
+    else:
+        where = "the organization's default_from_email"
+    return FromDomain(domain=address_domain(sender.address), source=where, field="from_email")
+
+
+def campaign_from_domains(campaign: Campaign) -> list[FromDomain]:
+    """Every domain the campaign's messages would carry in their From, once each."""
+    from templates_app.models import MessageTemplate
+
+    if campaign.sending_domains:
+        found = []
+        for domain in campaign.sending_domains:
+            try:
+                found.append(FromDomain(domain_normalize(domain), "sending_domains", "sending_domains"))
+            except ValueError:
+                continue  # campaign_validate names it
+        return list({item.domain: item for item in found}.values())
+    sources = [campaign.template] if campaign.template_id else []
+    if campaign.pk:
+        sources += [variant.template for variant in campaign.variants.select_related("template")]
+    followup = campaign.followup if isinstance(campaign.followup, dict) else {}
+    if followup.get("enabled"):
+        try:
+            followup_id = uuid.UUID(str(followup.get("template")))
+        except ValueError:
+            followup_id = None  # campaign_validate names it
+        if followup_id is not None:
+            sources += list(MessageTemplate.objects.filter(organization_id=campaign.organization_id, pk=followup_id))
+    if not sources:
+        sources = [None]  # the organization's default sender still applies
+    found = {}
+    for source in sources:
+        item = template_from_domain(source, organization=campaign.organization)
+        if item is not None:
+            found.setdefault(item.domain, item)
+    return list(found.values())
+
+
+def verified_domains(*, organization_id, domains: Iterable[str]) -> set[str]:
+    """Those of `domains` that the organization has verified."""
+    return set(
+        SendingDomain.objects.filter(
+            organization_id=organization_id, domain__in=list(domains), status=SendingDomainStatus.VERIFIED
+        ).values_list("domain", flat=True)
+    )
+
+
+def sending_domain_users(*, sending_domain: SendingDomain) -> list[str]:
+    """Names of the launched campaigns (scheduled, running or paused) that send from this domain."""
+    active = Campaign.objects.filter(
+        organization_id=sending_domain.organization_id, status__in=["scheduled", "running", "paused"]
+    ).only("name", "sending_domains")
+    return [
+        c.name for c in active if isinstance(c.sending_domains, list) and sending_domain.domain in c.sending_domains
+    ]

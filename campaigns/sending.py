@@ -178,6 +178,9 @@ def classify(exc: Exception) -> Exception:
         if status is not None and 400 <= status < 500 and status != 429:
             return PermanentFailure(str(exc))
         return TemporaryFailure(str(exc))
+    if isinstance(exc, UnicodeError):
+        # Text that cannot be encoded (a lone surrogate) fails the same way on every attempt.
+        return PermanentFailure(_encoding_text(exc))
     if isinstance(exc, OSError | smtplib.SMTPException | socket.timeout):
         return TemporaryFailure(str(exc) or exc.__class__.__name__)
     return TemporaryFailure(f"{exc.__class__.__name__}: {exc}")
@@ -218,16 +221,19 @@ class _CampaignRenderer:
             from_name=version.from_name, from_email=version.from_email, organization=organization
         )
         self.reply_to = [version.reply_to] if version.reply_to else []
+        # Only the campaign's own sending domains replace the sender's domain; without them the
+        # template's From goes out as written (the planned domain is then that From's own).
+        self.rewrite = bool(campaign.sending_domains)
         self._senders: dict[str, tuple[str, str]] = {}
 
     def from_address(self, sending_domain: str) -> tuple[str, str]:
-        """The sender, with its domain replaced by the message's sending domain when one was planned,
-        and the domain it ends up with (the Message-ID's right-hand side)."""
+        """The sender, with its domain replaced by the message's sending domain when the campaign has
+        sending domains, and the domain it ends up with (the Message-ID's right-hand side)."""
         known = self._senders.get(sending_domain)
         if known is None:
             name, address = parseaddr(self.sender)
             local, _, domain = address.rpartition("@")
-            if sending_domain and sending_domain != domain and local:
+            if self.rewrite and sending_domain and sending_domain != domain and local:
                 address, domain = f"{local}@{sending_domain}", sending_domain
             known = self._senders[sending_domain] = (_mailbox(name, address), domain or "localhost")
         return known
@@ -330,6 +336,7 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     variants = CampaignVariant.objects.select_related("template_version").in_bulk(variant_ids) if variant_ids else {}
     running = {pk for pk, campaign in campaigns.items() if campaign.status == CampaignStatus.RUNNING}
     renderers: dict[tuple, _CampaignRenderer] = {}
+    broken: dict[tuple, rendering.TemplateProblem] = {}  # a version that does not compile fails once per chunk
 
     def prepare(group: list[Message]) -> list[tuple[Message, CampaignEmail, str]]:
         """Render a group; messages that cannot go out are settled here (released or failed)."""
@@ -347,17 +354,25 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 mine().update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
                 result.failed += 1
                 continue
+            key = (message.campaign_id, message.step, message.variant_id)
             try:
-                key = (message.campaign_id, message.step, message.variant_id)
+                if key in broken:
+                    raise broken[key]
                 renderer = renderers.get(key)
                 if renderer is None:
-                    renderer = renderers[key] = _CampaignRenderer(
-                        campaign, message.step, variants.get(message.variant_id)
-                    )
+                    try:
+                        renderer = renderers[key] = _CampaignRenderer(
+                            campaign, message.step, variants.get(message.variant_id)
+                        )
+                    except rendering.TemplateProblem as exc:
+                        broken[key] = exc
+                        raise
                 email, provider_id = renderer.build(message)
-            except rendering.TemplateProblem as exc:
-                # Bad data for this one message (e.g. an undefined variable): fail it, not the batch.
-                mine().update(status=M.FAILED, lease_until=None, last_error=_problem_text(exc))
+            except (rendering.TemplateProblem, UnicodeError) as exc:
+                # Bad data for this one message (an undefined variable, text that cannot be encoded)
+                # fails the same way every time: fail it now, not the batch, and never retry it.
+                error = _problem_text(exc) if isinstance(exc, rendering.TemplateProblem) else _encoding_text(exc)
+                mine().update(status=M.FAILED, lease_until=None, last_error=error)
                 result.failed += 1
                 continue
             ready.append((message, email, provider_id))
@@ -532,6 +547,10 @@ def _problem_text(exc: Exception) -> str:
     return str(exc)[:2000]
 
 
+def _encoding_text(exc: UnicodeError) -> str:
+    return f"The message has text that cannot be sent (bad Unicode, e.g. a lone surrogate): {exc}"[:2000]
+
+
 def _record_failure(message: Message, outcome: Exception) -> None:
     attempts = message.attempts + 1
     error = str(outcome)[:2000]
@@ -558,19 +577,3 @@ def _reopen(connection) -> None:
         connection.open()
     except Exception:  # the next send will raise and be classified
         logger.warning("could not reopen the email connection", exc_info=True)
-
-
-def message_resend(*, message: Message) -> Message:
-    """Send a failed or unknown message again (an explicit operator decision)."""
-    from config.errors import ConflictError
-
-    with transaction.atomic():
-        message = Message.objects.select_for_update().get(pk=message.pk)
-        if message.status not in (M.FAILED, M.UNKNOWN):
-            raise ConflictError("Only a failed or unknown message can be resent.")
-        message.status = M.QUEUED
-        message.scheduled_at = timezone.now()
-        message.lease_until = None
-        message.attempts = 0
-        message.save(update_fields=["status", "scheduled_at", "lease_until", "attempts"])
-    return message

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.tenancy import TenantRelatedField
-from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus
+from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus, SendingDomain
 from templates_app.models import MessageTemplate
 
 
@@ -81,13 +82,20 @@ class CampaignSerializer(serializers.ModelSerializer):
         return self._check_object(value, "variables")
 
 
+class PerDomainSerializer(serializers.Serializer):
+    domain = serializers.CharField()
+    count = serializers.IntegerField()
+    from_email = serializers.CharField(help_text="The From address messages planned on this domain carry.")
+    verified = serializers.BooleanField(help_text="Whether the organization may send from it (checked at launch).")
+
+
 class DryRunSerializer(serializers.Serializer):
     recipients = serializers.IntegerField()
     excluded = serializers.DictField(child=serializers.IntegerField())
     first_send_at = serializers.DateTimeField(allow_null=True)
     last_send_at = serializers.DateTimeField(allow_null=True)
     per_day = serializers.ListField(child=serializers.DictField())
-    per_domain = serializers.ListField(child=serializers.DictField())
+    per_domain = PerDomainSerializer(many=True)
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -158,4 +166,37 @@ class StatsSerializer(serializers.Serializer):
 
 
 class TestSendSerializer(serializers.Serializer):
-    emails = serializers.ListField(child=serializers.EmailField(), allow_empty=False, max_length=20)
+    # The count (TEST_SEND_MAX_RECIPIENTS) is checked by the service, so the API and workers share one limit.
+    emails = serializers.ListField(child=serializers.EmailField(), allow_empty=False)
+
+
+class VerificationRecordSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    names = serializers.ListField(child=serializers.CharField(), help_text="Publish the record at either name.")
+    value = serializers.CharField()
+
+
+class SendingDomainSerializer(serializers.ModelSerializer):
+    verification_record = serializers.SerializerMethodField()
+    verified_by = serializers.EmailField(source="verified_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = SendingDomain
+        fields = [
+            "id",
+            "domain",
+            "status",
+            "method",
+            "verification_record",
+            "verified_at",
+            "verified_by",
+            "last_checked_at",
+            "last_check_error",
+            "created_at",
+        ]
+        read_only_fields = [name for name in fields if name != "domain"]
+        extra_kwargs = {"domain": {"validators": []}}  # sending_domain_add checks and normalizes it
+
+    @extend_schema_field(VerificationRecordSerializer)
+    def get_verification_record(self, obj) -> dict:
+        return VerificationRecordSerializer({"type": "TXT", "names": obj.txt_names, "value": obj.txt_value}).data

@@ -3,10 +3,14 @@
     draft -> scheduled -> running -> completed
                   \\          \\-> paused -> running (resume)
                    \\-> running (start time reached)
+    completed -> running (an operator resends a failed or unknown message)
     draft, scheduled, running, paused -> cancelled
 
 Every transition goes through `transition()`; anything else raises IllegalTransition
-(HTTP 409).
+(HTTP 409). A completed campaign reopens only for a resend: dispatch serves running
+campaigns alone, so the resent message goes out, and the campaign completes again when
+nothing is left pending. Launch takes only drafts and resume only paused campaigns
+(`campaigns.services`), so neither can reopen a completed one. Cancelled is final.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     S.SCHEDULED: frozenset({S.RUNNING, S.PAUSED, S.CANCELLED}),
     S.RUNNING: frozenset({S.PAUSED, S.COMPLETED, S.CANCELLED}),
     S.PAUSED: frozenset({S.RUNNING, S.SCHEDULED, S.CANCELLED}),
-    S.COMPLETED: frozenset(),
+    S.COMPLETED: frozenset({S.RUNNING}),
     S.CANCELLED: frozenset(),
 }
 

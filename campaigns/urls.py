@@ -7,5 +7,6 @@ router = SimpleRouter()
 router.trailing_slash = "/?"
 router.register("campaigns", views.CampaignViewSet, basename="campaign")
 router.register("messages", views.MessageViewSet, basename="message")
+router.register("sending-domains", views.SendingDomainViewSet, basename="sending-domain")
 
 urlpatterns = router.urls

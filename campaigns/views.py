@@ -8,12 +8,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.tenancy import Area, TenantScopedViewMixin
-from campaigns import selectors, sending, services
-from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus
+from campaigns import selectors, services
+from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus, SendingDomain
 from campaigns.serializers import (
     CampaignSerializer,
     DryRunSerializer,
     MessageSerializer,
+    SendingDomainSerializer,
     StatsSerializer,
     TestSendSerializer,
 )
@@ -85,10 +86,12 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     @extend_schema(request=TestSendSerializer, responses={202: None})
     @action(detail=True, methods=["post"], url_path="test-send")
     def test_send(self, request, pk=None):
-        """Send the campaign's message with a sample contact to up to 20 addresses; not counted."""
+        """Send the campaign's message with a sample contact, one email per address (at most
+        TEST_SEND_MAX_RECIPIENTS); not counted."""
+        campaign = self.get_object()  # another organization's id is a 404 whatever the body
         body = TestSendSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        services.campaign_test_send_queue(campaign=self.get_object(), emails=body.validated_data["emails"])
+        services.campaign_test_send_queue(campaign=campaign, emails=body.validated_data["emails"])
         return Response(status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: StatsSerializer})
@@ -125,6 +128,40 @@ class MessageViewSet(TenantScopedViewMixin, mixins.ListModelMixin, mixins.Retrie
     @extend_schema(request=None, responses={200: MessageSerializer})
     @action(detail=True, methods=["post"])
     def resend(self, request, pk=None):
-        """Queue a failed or unknown message again (409 for any other status)."""
-        message = sending.message_resend(message=self.get_object())
+        """Queue a failed or unknown message again (409 for any other status, or a cancelled campaign).
+        A completed campaign runs again until the message is sent."""
+        message = services.message_resend(message=self.get_object())
         return Response(MessageSerializer(self.get_queryset().get(pk=message.pk)).data)
+
+
+class SendingDomainViewSet(
+    TenantScopedViewMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The domains the organization may send from, once verified (owners and admins change them)."""
+
+    permission_area = Area.ORGANIZATION
+    serializer_class = SendingDomainSerializer
+    queryset = SendingDomain.objects.select_related("verified_by")
+    lookup_value_regex = UUID_REGEX
+
+    def perform_create(self, serializer):
+        serializer.instance = services.sending_domain_add(
+            organization=self.request.organization,
+            domain=serializer.validated_data["domain"],
+            by=self.request.user,
+        )
+
+    def perform_destroy(self, instance):
+        services.sending_domain_delete(sending_domain=instance)
+
+    @extend_schema(request=None, responses={200: SendingDomainSerializer})
+    @action(detail=True, methods=["post"])
+    def verify(self, request, pk=None):
+        """Look up the DNS TXT record and mark the domain verified when it is there (400 saying why not)."""
+        domain = services.sending_domain_verify(sending_domain=self.get_object(), by=request.user)
+        return Response(SendingDomainSerializer(domain).data)

@@ -54,3 +54,37 @@ def test_campaign_admin_dry_run_launch_pause_cancel(marketer, django_capture_on_
     # Another organization's campaign is out of reach.
     client.post("/admin/campaigns/campaign/", {"action": "launch", "_selected_action": [str(other.pk)]})
     assert Campaign.objects.get(pk=other.pk).status == "draft"
+
+
+def test_campaign_admin_shows_the_services_refusal_on_the_form(marketer):
+    from campaigns.tests.factories import EmailTemplateFactory, SendingDomainFactory
+
+    client, org = marketer
+    template = EmailTemplateFactory(organization=org)
+    SendingDomainFactory(organization=org, domain="mail.example.com")
+    form = {
+        "organization": str(org.pk),
+        "name": "Admin made",
+        "channel": "email",
+        "template": str(template.pk),
+        "variables": "{}",
+        "audience": '{"tags": ["vip"]}',
+        "schedule": '{"start_at": "0001-01-01T00:00:00+00:00"}',
+        "throttle": "{}",
+        "sending_domains": '["paypal.com"]',
+        "followup": "{}",
+        "ab_test": "{}",
+        "variants-TOTAL_FORMS": "0",
+        "variants-INITIAL_FORMS": "0",
+        "variants-MIN_NUM_FORMS": "0",
+        "variants-MAX_NUM_FORMS": "1000",
+    }
+    refused = client.post("/admin/campaigns/campaign/add/", form)
+    assert refused.status_code == 200  # the form again, not a server error
+    assert b"paypal.com" in refused.content
+    assert b"schedule.start_at" in refused.content
+    assert not Campaign.objects.filter(name="Admin made").exists()
+
+    form.update(schedule="{}", sending_domains='["mail.example.com"]')
+    assert client.post("/admin/campaigns/campaign/add/", form).status_code == 302
+    assert Campaign.objects.get(name="Admin made").sending_domains == ["mail.example.com"]

@@ -5,7 +5,7 @@ import pytest
 from accounts.models import Role
 from campaigns import services
 from campaigns.models import Campaign, Message, MessageStatus
-from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory
+from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory, sends_from
 from contacts.models import Contact
 from contacts.tests.factories import ContactFactory, TagFactory
 
@@ -17,8 +17,7 @@ CAMPAIGNS = "/api/v1/campaigns/"
 @pytest.fixture
 def manager(member_client):
     client, _, org = member_client(Role.MANAGER)
-    org.default_from_email = "news@mail.example.com"
-    org.save()
+    sends_from(org, "news@mail.example.com")
     return client, org
 
 
@@ -103,7 +102,9 @@ def test_dry_run_counts_and_schedules_without_writing(manager, audience):
     body = response.json()
     assert body["recipients"] == 5
     assert body["excluded"] == {"unsubscribed": 1}
-    assert body["per_domain"] == [{"domain": "mail.example.com", "count": 5}]
+    assert body["per_domain"] == [
+        {"domain": "mail.example.com", "count": 5, "from_email": "news@mail.example.com", "verified": True}
+    ]
     assert sum(day["count"] for day in body["per_day"]) == 5
     assert body["first_send_at"] < body["last_send_at"]
     assert not Message.objects.exists()

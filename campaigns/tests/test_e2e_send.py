@@ -11,7 +11,7 @@ from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
 from campaigns import sending
 from campaigns.models import Campaign, Message, MessageStatus
-from campaigns.tests.factories import EmailTemplateFactory
+from campaigns.tests.factories import EmailTemplateFactory, sends_from
 from conftest import bearer_client
 from contacts import services as contact_services
 from contacts.tests.factories import ContactFactory, TagFactory
@@ -31,16 +31,15 @@ def smtp_env(sink, lease_seconds=3):
     }
 
 
-def build_campaign(settings):
+def build_campaign(settings, count=CONTACTS):
     settings.CAMPAIGN_SEND_BATCH = 10
     owner = MembershipFactory(role=Role.MANAGER)
     org = owner.organization
-    org.default_from_email = "news@mail.example.com"
-    org.save()
+    sends_from(org, "news@mail.example.com")
     vip = TagFactory(organization=org, name="vip")
     contacts = [
         ContactFactory(organization=org, email=f"person{i}@example.com", first_name=f"Person{i}", tags=[vip])
-        for i in range(CONTACTS)
+        for i in range(count)
     ]
     unsubscribed = ContactFactory(organization=org, email="unsub@example.com", tags=[vip], status="unsubscribed")
     suppressed = ContactFactory(organization=org, email="blocked@example.com", tags=[vip])
@@ -132,3 +131,28 @@ def test_a_killed_worker_loses_nothing_and_sends_nothing_twice(start_worker, smt
     # Only messages sent but not yet recorded at the kill can be unknown; the rest of the chunk was requeued.
     assert statuses[M.UNKNOWN] <= sending.GROUP
     assert set(received) <= {c.email for c in contacts}
+
+
+def test_a_resent_message_of_a_completed_campaign_goes_out(start_worker, smtp_sink, settings):
+    """A message the provider refused fails; once the campaign completed, a resend reopens it, the
+    worker sends the message, and the campaign completes again with the stats to match."""
+    worker = start_worker(env=smtp_env(smtp_sink))
+    client, campaign_id, contacts, _ = build_campaign(settings, count=5)
+    refused = contacts[2].email
+    smtp_sink.refuse = {refused: "550 5.2.2 Mailbox full"}
+    assert client.post(f"/api/v1/campaigns/{campaign_id}/launch").status_code == 200
+    dispatch_until(lambda: Campaign.objects.get(pk=campaign_id).status == "completed", 120, worker)
+    failed = Message.objects.get(campaign_id=campaign_id, to_address=refused)
+    assert failed.status == M.FAILED
+    assert client.get(f"/api/v1/campaigns/{campaign_id}/stats").json()["kpis"]["failed"] == 1
+
+    smtp_sink.refuse = {}
+    response = client.post(f"/api/v1/messages/{failed.pk}/resend")
+    assert response.status_code == 200, response.content
+    assert client.get(f"/api/v1/campaigns/{campaign_id}").json()["status"] == "running"
+    dispatch_until(lambda: Campaign.objects.get(pk=campaign_id).status == "completed", 120, worker)
+
+    received = Counter(smtp_sink.addresses())
+    assert received == {contact.email: 1 for contact in contacts}
+    kpis = client.get(f"/api/v1/campaigns/{campaign_id}/stats").json()["kpis"]
+    assert (kpis["sent"], kpis["failed"]) == (5, 0)

@@ -114,10 +114,63 @@ def test_test_send_goes_to_the_given_addresses_and_counts_nothing(member_client,
             format="json",
         )
     assert response.status_code == 202, response.content
-    assert len(mail.outbox) == 1
-    assert sorted(mail.outbox[0].to) == ["boss@example.com", "me@example.com"]
-    assert "from Spring" in mail.outbox[0].subject
+    # One message per address: test recipients never see each other.
+    assert sorted(tuple(email.to) for email in mail.outbox) == [("boss@example.com",), ("me@example.com",)]
+    assert all("from Spring" in email.subject for email in mail.outbox)
     assert not Message.objects.exists()
     bad = client.post(f"/api/v1/campaigns/{campaign.pk}/test-send", {"emails": ["not-an-address"]}, format="json")
     assert bad.status_code == 400
     assert "emails" in bad.json()
+
+
+@pytest.mark.parametrize("count", [11, 20])
+def test_test_send_refuses_more_addresses_than_the_one_limit(
+    member_client, settings, django_capture_on_commit_callbacks, count
+):
+    settings.TEST_SEND_MAX_RECIPIENTS = 10
+    client, _, org = member_client(Role.MANAGER)
+    campaign = CampaignFactory(organization=org)
+    emails = [f"tester{i}@example.com" for i in range(count)]
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        response = client.post(f"/api/v1/campaigns/{campaign.pk}/test-send/", {"emails": emails}, format="json")
+    assert response.status_code == 400, response.content
+    assert "at most 10" in response.json()["emails"][0]
+    assert not queued
+    assert not mail.outbox
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/api/v1/campaigns/{campaign.pk}/test-send", {"emails": emails[:10]}, format="json")
+    assert response.status_code == 202, response.content
+    assert sorted(address for email in mail.outbox for address in email.to) == sorted(emails[:10])
+    assert {len(email.to) for email in mail.outbox} == {1}
+
+
+def test_test_send_from_an_unverified_domain_is_refused(member_client, django_capture_on_commit_callbacks):
+    client, _, org = member_client(Role.MANAGER)
+    template = EmailTemplateFactory(organization=org, from_email="security@paypal.com")
+    campaign = CampaignFactory(organization=org, template=template)
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        response = client.post(
+            f"/api/v1/campaigns/{campaign.pk}/test-send", {"emails": ["me@example.com"]}, format="json"
+        )
+    assert response.status_code == 400, response.content
+    assert "paypal.com" in response.json()["from_email"][0]
+    assert not queued
+    assert not mail.outbox
+
+
+def test_a_test_send_carries_the_from_the_campaigns_messages_would(member_client, django_capture_on_commit_callbacks):
+    from email.utils import parseaddr
+
+    from campaigns.tests.factories import SendingDomainFactory
+
+    client, _, org = member_client(Role.MANAGER)
+    SendingDomainFactory(organization=org, domain="mail.example.com")
+    template = EmailTemplateFactory(organization=org, from_email="shop@not-verified.example")
+    campaign = CampaignFactory(organization=org, template=template, sending_domains=["mail.example.com"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/api/v1/campaigns/{campaign.pk}/test-send", {"emails": ["me@example.com"]}, format="json"
+        )
+    assert response.status_code == 202, response.content
+    assert [parseaddr(email.from_email)[1] for email in mail.outbox] == ["shop@mail.example.com"]

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from campaigns import sending
 from campaigns.models import Campaign, Message, MessageStatus
-from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory
+from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory, SendingDomainFactory, sends_from
 from contacts.tests.factories import ContactFactory
 from templates_app.services import template_snapshot
 from tracking import tokens
@@ -60,6 +60,8 @@ def test_dispatch_sends_personalized_tracked_mail_once(dispatch):
         '<a href="mailto:help@example.com">Help</a><a href="{{ unsubscribe_url }}">Unsubscribe</a></body></html>',
         subject="Deals for {{ contact.first_name }}",
     )
+    SendingDomainFactory(organization=campaign.organization, domain="mail.example.com")
+    Campaign.objects.filter(pk=campaign.pk).update(sending_domains=["mail.example.com"])
     ana = ContactFactory(organization=campaign.organization, email="ana@example.com", first_name="Ana")
     [message] = queue(campaign, [ana])
 
@@ -78,7 +80,8 @@ def test_dispatch_sends_personalized_tracked_mail_once(dispatch):
     unsubscribe = tokens.unsubscribe_url(message.pk)
     assert email.extra_headers["List-Unsubscribe"] == f"<{unsubscribe}>"
     assert email.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert parseaddr(email.from_email)[1] == "noreply@mail.example.com"  # the planned sending domain
+    # The campaign's sending domain replaces the sender's (DEFAULT_FROM_EMAIL's noreply@localhost here).
+    assert parseaddr(email.from_email)[1] == "noreply@mail.example.com"
 
     message.refresh_from_db()
     assert message.status == M.SENT
@@ -274,8 +277,7 @@ def test_variants_split_the_audience_by_weight_and_send_their_own_template(djang
 
     campaign = CampaignFactory(template=None, audience={"tags": ["vip"]})
     org = campaign.organization
-    org.default_from_email = "news@mail.example.com"
-    org.save()
+    sends_from(org, "news@mail.example.com")
     vip = TagFactory(organization=org, name="vip")
     for _ in range(40):
         ContactFactory(organization=org, tags=[vip])
@@ -291,3 +293,40 @@ def test_variants_split_the_audience_by_weight_and_send_their_own_template(djang
         sending.dispatch_due()
     subjects = Counter(email.subject for email in mail.outbox)
     assert subjects == {"Subject A": 30, "Subject B": 10}
+
+
+# A lone surrogate: Jinja turns the escape in the template source into the character itself,
+# which no email can carry. It fails the same way every time.
+SURROGATE = "{{ '\\ud800' }}"
+
+
+def test_a_message_whose_text_cannot_be_encoded_fails_at_once(dispatch):
+    campaign = running_campaign(
+        html_body=f'<html><body><p>Hi {SURROGATE}</p><a href="{{{{ unsubscribe_url }}}}">Unsubscribe</a></body></html>'
+    )
+    [message] = queue(campaign, [ContactFactory(organization=campaign.organization)])
+    result = dispatch()
+    assert result.claimed == 1
+    message.refresh_from_db()
+    assert message.status == M.FAILED  # not queued for a retry in a minute
+    assert message.attempts == 1
+    assert "cannot be sent" in message.last_error
+    assert not mail.outbox
+
+
+def test_a_link_that_cannot_be_signed_fails_its_message_not_the_chunk(dispatch):
+    # Only the first contact's link gets the bad character; signing its click URL raises.
+    campaign = running_campaign(
+        html_body="<html><body><a href=\"https://shop.example.com/{% if contact.first_name == 'Bad' %}"
+        + SURROGATE
+        + '{% endif %}">Shop</a><a href="{{ unsubscribe_url }}">Unsubscribe</a></body></html>'
+    )
+    bad = ContactFactory(organization=campaign.organization, first_name="Bad")
+    good = ContactFactory(organization=campaign.organization, first_name="Ana")
+    queue(campaign, [bad, good])
+    dispatch()
+    failed = Message.objects.get(contact=bad)
+    assert (failed.status, failed.attempts) == (M.FAILED, 0)
+    assert "cannot be sent" in failed.last_error
+    assert Message.objects.get(contact=good).status == M.SENT
+    assert [email.to for email in mail.outbox] == [[good.email]]

@@ -17,6 +17,7 @@ LEGAL = {
     (S.PAUSED, S.RUNNING),
     (S.PAUSED, S.SCHEDULED),
     (S.PAUSED, S.CANCELLED),
+    (S.COMPLETED, S.RUNNING),  # reopened by a resend
 }
 
 
@@ -35,5 +36,6 @@ def test_every_transition(current, to):
 
 def test_matrix_and_finals():
     assert {(a, b) for a, targets in ALLOWED.items() for b in targets} == LEGAL
-    assert not can_transition(S.COMPLETED, S.RUNNING)
-    assert not can_transition(S.CANCELLED, S.RUNNING)
+    assert can_transition(S.COMPLETED, S.RUNNING)
+    assert not can_transition(S.COMPLETED, S.PAUSED)
+    assert not ALLOWED[S.CANCELLED]
