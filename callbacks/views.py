@@ -112,10 +112,11 @@ class CallbackViewSet(
     @action(detail=True, methods=["post"])
     def assign(self, request, pk=None):
         """Assign to an agent of the organization (agents can only take requests themselves)."""
+        callback = self.get_object()  # another organization's id is a 404 whatever the body holds
         body = AssignSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         callback = services.callback_assign(
-            callback=self.get_object(),
+            callback=callback,
             agent_id=body.validated_data["agent"],
             by=request.user,
             note=body.validated_data["note"],
@@ -126,10 +127,11 @@ class CallbackViewSet(
     @action(detail=True, methods=["post"], url_path="status")
     def change_status(self, request, pk=None):
         """Move along the status machine; an illegal move is 409."""
+        callback = self.get_object()  # another organization's id is a 404 whatever the body holds
         body = StatusChangeSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         callback = services.callback_transition(
-            callback=self.get_object(),
+            callback=callback,
             to_status=body.validated_data["status"],
             by=request.user,
             note=body.validated_data["note"],
@@ -141,10 +143,11 @@ class CallbackViewSet(
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         """Close a request in progress with its resolution; from any other status 409."""
+        callback = self.get_object()  # another organization's id is a 404 whatever the body holds
         body = CompleteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         callback = services.callback_complete(
-            callback=self.get_object(),
+            callback=callback,
             resolution=body.validated_data["resolution"],
             by=request.user,
             note=body.validated_data["note"],
@@ -162,11 +165,10 @@ class CallbackViewSet(
     @activities.mapping.post
     def add_note(self, request, pk=None):
         """Add a note to the activity log."""
+        callback = self.get_object()  # another organization's id is a 404 whatever the body holds
         body = NoteSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        activity = services.callback_add_note(
-            callback=self.get_object(), note=body.validated_data["note"], by=request.user
-        )
+        activity = services.callback_add_note(callback=callback, note=body.validated_data["note"], by=request.user)
         return Response(ActivitySerializer(activity).data, status=status.HTTP_201_CREATED)
 
 

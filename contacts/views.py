@@ -164,9 +164,10 @@ class ContactListViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
 
     permission_area = Area.AUDIENCE
     serializer_class = ContactListSerializer
+    # Explicitly ordered: Meta.ordering does not apply to a query grouped for the count.
     queryset = ContactList.objects.annotate(
         subscribers=Count("memberships", filter=Q(memberships__unsubscribed_at__isnull=True))
-    )
+    ).order_by("name", "pk")
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     lookup_value_regex = UUID_REGEX
 
