@@ -135,7 +135,7 @@ class MessageTemplateForm(ServiceErrorsForm):
 class SendTestForm(forms.Form):
     to = forms.CharField(
         label="Send to",
-        help_text=f"Up to {services.MAX_TEST_RECIPIENTS} addresses, separated by commas.",
+        help_text="A few addresses, separated by commas.",
         widget=forms.TextInput(attrs={"class": "vLargeTextField"}),
     )
 

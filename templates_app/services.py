@@ -39,8 +39,9 @@ import hashlib
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
@@ -54,7 +55,6 @@ from templates_app.sandbox import MAX_SOURCE_SIZE
 from templates_app.sms import sms_info
 
 TEMPLATE_FIELDS = ("name", "layout", *selectors.CONTENT_FIELDS)
-MAX_TEST_RECIPIENTS = 10
 
 
 # --- Templates ------------------------------------------------------------------------------------
@@ -306,8 +306,10 @@ def _test_recipients(*, template: MessageTemplate, to: list[str]) -> list[str]:
     recipients = [address.strip() for address in to if address.strip()]
     if not recipients:
         raise ValidationError({"to": ["Give at least one address."]})
-    if len(recipients) > MAX_TEST_RECIPIENTS:
-        raise ValidationError({"to": [f"Send a test to at most {MAX_TEST_RECIPIENTS} addresses."]})
+    recipients = list(dict.fromkeys(recipients))
+    limit = settings.TEST_SEND_MAX_RECIPIENTS
+    if len(recipients) > limit:
+        raise ValidationError({"to": [f"Send a test to at most {limit} addresses."]})
     for address in recipients:
         try:
             validate_email(address)
@@ -326,18 +328,24 @@ def template_send_test(
     """
     recipients = _test_recipients(template=template, to=to)
     rendered = selectors.template_preview(template=template, context=context)
-    message = EmailMultiAlternatives(
-        subject=f"[Test] {rendered.subject}",
-        body=rendered.text,
-        from_email=selectors.sender_address(
-            from_name=template.from_name, from_email=template.from_email, organization=template.organization
-        ),
-        to=recipients,
-        reply_to=[template.reply_to] if template.reply_to else None,
+    from_email = selectors.sender_address(
+        from_name=template.from_name, from_email=template.from_email, organization=template.organization
     )
-    if rendered.html:
-        message.attach_alternative(rendered.html, "text/html")
-    message.send(fail_silently=False)
+    # One message per address, as a campaign sends: no tester sees the others' addresses.
+    messages = []
+    for recipient in recipients:
+        message = EmailMultiAlternatives(
+            subject=f"[Test] {rendered.subject}",
+            body=rendered.text,
+            from_email=from_email,
+            to=[recipient],
+            reply_to=[template.reply_to] if template.reply_to else None,
+        )
+        if rendered.html:
+            message.attach_alternative(rendered.html, "text/html")
+        messages.append(message)
+    with get_connection() as connection:
+        connection.send_messages(messages)
     return rendered
 
 

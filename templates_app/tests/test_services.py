@@ -35,6 +35,19 @@ def test_send_test_uses_the_template_sender_and_context(settings):
     assert rendered.subject == "TEN for Bo"
 
 
+def test_send_test_sends_one_message_per_address_within_the_setting(settings):
+    settings.TEST_SEND_MAX_RECIPIENTS = 3
+    template = MessageTemplateFactory()
+    services.template_send_test(template=template, to=["a@example.com", "b@example.com", "a@example.com"])
+    assert sorted(tuple(message.to) for message in mail.outbox) == [("a@example.com",), ("b@example.com",)]
+
+    mail.outbox.clear()
+    with pytest.raises(ValidationError) as caught:
+        services.template_send_test(template=template, to=[f"q{n}@example.com" for n in range(4)])
+    assert "at most 3" in caught.value.message_dict["to"][0]
+    assert mail.outbox == []
+
+
 def test_send_test_refuses_bad_input_and_sends_nothing():
     template = MessageTemplateFactory()
     with pytest.raises(ValidationError) as caught:
