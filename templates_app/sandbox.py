@@ -65,7 +65,6 @@ from jinja2.filters import (
     sync_do_join,
     sync_do_slice,
 )
-from jinja2.parser import Parser
 from jinja2.runtime import BlockReference, LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import Cycler, Joiner, Namespace, _PassArg
@@ -869,13 +868,17 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
         self.globals.pop("lipsum", None)
         self.filters = dict(_FILTERS)
 
-    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+    def compile(self, source, name=None, filename=None, raw=False, defer_init=False):
+        # Every route to compiled code passes here (from_string, the loader, a parsed tree),
+        # so nothing this environment runs misses the guards; `parse` stays the tree as written.
+        tree = self.parse(source, name, filename) if isinstance(source, str) else source
         # Named templates are layouts (a message's own parts are compiled from strings).
-        return _Hardener(count_all=name is not None).visit(super()._parse(source, name, filename))
+        tree = _Hardener(count_all=name is not None).visit(tree)
+        return super().compile(tree, name, filename, raw, defer_init)
 
     def parse_plain(self, source: str) -> nodes.Template:
         """The template as written (no guards), for static checks; raises TemplateSyntaxError."""
-        return Parser(self, source).parse()
+        return self.parse(source)
 
     def getattr(self, obj, attribute):
         # Filters such as groupby, sort and map look up attributes of every item: one call

@@ -7,10 +7,19 @@ open pixel and the hidden preheader are placed next to ``</body>`` and
 ``<body>``, and the text alternative is derived as a Jinja template of its
 own. Rendering a message is then Jinja rendering only.
 
-Jinja tags are masked before the HTML is parsed (Python's ``html.parser``,
-no regular expressions), so quotes or ``>`` inside ``{{ ... }}`` cannot
-confuse the parser, and positions in the masked text are positions in the
-source.
+Jinja tags, found by Jinja's own lexer, are masked before the HTML is parsed,
+so quotes or ``>`` inside ``{{ ... }}`` cannot confuse the parser, and
+positions in the masked text are positions in the source.
+
+The HTML parser is Python's ``html.parser``, a tokenizer: it reports where each
+tag starts and keeps the source's order. Both matter here. A link is rewritten
+at its exact offset in the source, and the text alternative keeps every
+``{% ... %}`` where it stands, so loops and conditions wrap the same text.
+Tree-building parsers (lexbor, libxml2) give no source offsets and move text
+the HTML rules place elsewhere: ``{% for %}`` between ``<table>`` and ``<tr>``
+ends up before the table, outside the loop it opens. Building the text from
+each rendered message's tree instead costs more per message than the whole
+send path's budget (``bench/templates_render.py``).
 
 Link rules:
 
@@ -35,6 +44,7 @@ The pluggable interface the campaign engine passes in is ``LinkTracking``:
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 from collections.abc import Callable
@@ -110,60 +120,57 @@ class _Span:
     kind: str  # "{{", "{%" or "{#"
 
 
+_BEGIN = {"variable_begin": "{{", "block_begin": "{%", "comment_begin": "{#"}
+_END = frozenset({"variable_end", "block_end", "comment_end"})
+_NEWLINES = re.compile(r"\r\n?")
+
+
 def jinja_spans(source: str) -> list[_Span]:
-    """Where the Jinja tags are in `source` (default delimiters)."""
+    """Where the Jinja tags are in `source`, as Jinja's own lexer reads them.
+
+    The lexer yields token values, not offsets: they are found in the source in order.
+    What whitespace control strips from the text before a tag is left out of the
+    values, so whitespace may lie between one token and the next, nothing else.
+    """
+    # The lexer reads "\r\n" and "\r" as "\n": it runs on the text with them replaced,
+    # and offsets in that text are moved back past the "\r" of every "\r\n" before them.
+    text = _NEWLINES.sub("\n", source) if "\r" in source else source
     spans: list[_Span] = []
-    i, n = 0, len(source)
-    while True:
-        start = source.find("{", i)
-        while start != -1 and (start + 1 >= n or source[start + 1] not in "{%#"):
-            start = source.find("{", start + 1)
-        if start == -1:
-            return spans
-        kind = source[start : start + 2]
-        if kind == "{#":
-            close = source.find("#}", start + 2)
-            if close == -1:
-                raise HtmlPrepareError("unterminated comment")
-            end = close + 2
-        else:
-            end = _expression_end(source, start + 2, "}}" if kind == "{{" else "%}")
-            if kind == "{%" and _tag_name(source[start + 2 : end - 2]) == "raw":
+    position, start, kind = 0, 0, ""
+    try:
+        for _, category, value in _PARSE_ONLY.lex(text):
+            if not text.startswith(value, position):
+                skipped = position
+                while position < len(text) and text[position].isspace():
+                    position += 1
+                if not text.startswith(value, position) or position == skipped:
+                    raise HtmlPrepareError("the template's tags could not be located")
+            if category in _BEGIN:
+                start, kind = position, _BEGIN[category]
+            elif category == "raw_begin":
                 raise HtmlPrepareError("raw blocks are processed after rendering")
-        spans.append(_Span(start, end, kind))
-        i = end
+            position += len(value)
+            if category in _END:
+                # A "-%}" token also holds the whitespace it strips after the tag; that is not the tag.
+                spans.append(_Span(start, position - (len(value) - len(value.rstrip())), kind))
+    except TemplateSyntaxError as exc:
+        raise HtmlPrepareError(f"the template does not parse: {exc.message}") from exc
+    if text is not source:
+        spans = _in_source(spans, source)
+    return spans
 
 
-def _expression_end(source: str, i: int, closer: str) -> int:
-    depth = 0
-    quote = ""
-    n = len(source)
-    while i < n:
-        char = source[i]
-        if quote:
-            if char == "\\":
-                i += 2
-                continue
-            if char == quote:
-                quote = ""
-        elif char in "'\"":
-            quote = char
-        elif depth == 0 and source.startswith(closer, i):
-            return i + 2
-        elif char in "([{":
-            depth += 1
-        elif char in ")]}":
-            depth = max(depth - 1, 0)
-        i += 1
-    raise HtmlPrepareError("unterminated tag")
+def _in_source(spans: list[_Span], source: str) -> list[_Span]:
+    """Spans found in `source` with its newlines made "\n", moved back to `source`."""
+    shifts: list[int] = []  # where each "\r\n" stands in the text as one "\n"
+    for match in _NEWLINES.finditer(source):
+        if match.end() - match.start() == 2:
+            shifts.append(match.start() - len(shifts))
 
+    def moved(offset: int) -> int:
+        return offset + bisect.bisect_left(shifts, offset)
 
-def _tag_name(inner: str) -> str:
-    inner = inner.lstrip("-+").lstrip()
-    end = 0
-    while end < len(inner) and (inner[end].isalnum() or inner[end] == "_"):
-        end += 1
-    return inner[:end]
+    return [_Span(moved(span.start), moved(span.end), span.kind) for span in spans]
 
 
 def _mask(source: str, spans: list[_Span]) -> str:

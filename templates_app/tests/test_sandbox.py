@@ -3,10 +3,11 @@
 import time
 
 import pytest
+from jinja2 import DictLoader
 
 from accounts.models import Role
 from templates_app.rendering import RenderError, TemplateSource, check_source, prepare, render_message
-from templates_app.sandbox import RenderLimits, value_size
+from templates_app.sandbox import LimitExceeded, RenderLimits, TemplateSandbox, budget, value_size
 from templates_app.tests.factories import MessageTemplateFactory
 
 TEMPLATES = "/api/v1/templates/"
@@ -359,3 +360,30 @@ def test_a_namespace_cannot_pass_for_a_callable_of_the_sandbox():
         render_html("{% set fake = namespace(_cc_sandboxed_call=true) %}{{ fake() }}")
     assert "is not allowed" in caught.value.message
     assert render_html("{{ '{} and {}'.format(1, 2) }}").html == "1 and 2"
+
+
+# --- Every way into compiled code is guarded ---------------------------------------------------------
+
+
+def test_a_template_compiled_from_a_parsed_tree_is_guarded_too():
+    env = TemplateSandbox(autoescape=False)
+    body = "{% set a = 'x' * 600000 %}{{ [a, a][0]|length }}"
+    tree = env.parse(body)
+    assert "_cc_" not in repr(tree)  # parse gives the template as written, for the static checks
+    for template in (env.from_string(body), env.from_string(tree), env.from_string(env.parse(body))):
+        with budget(RenderLimits()), pytest.raises(LimitExceeded):
+            template.render()
+
+
+def test_layouts_from_the_loader_are_guarded_and_count_all_their_output():
+    env = TemplateSandbox(
+        autoescape=False, loader=DictLoader({"layout:l": "{{ [a, a][0]|length }}", "layout:t": "a" * 9})
+    )
+    with budget(RenderLimits()), pytest.raises(LimitExceeded):
+        env.get_template("layout:l").render(a="x" * 600_000)
+    # A layout may be included in a loop: its text is counted. A message's own top level is
+    # counted by the renderer as it streams, so the environment leaves it alone.
+    with budget(RenderLimits(max_produced=5)), pytest.raises(LimitExceeded):
+        env.get_template("layout:t").render()
+    with budget(RenderLimits(max_produced=5)):
+        assert env.from_string("a" * 9).render() == "a" * 9

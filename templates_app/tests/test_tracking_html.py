@@ -305,3 +305,45 @@ def test_html_the_parser_cannot_read_still_gives_a_text_part():
     # The parser reads everything known to break it (marked sections above); if it ever fails,
     # the text part is the HTML without its tags rather than an error for every message.
     assert tracking_html._without_tags("<p>A &amp; B</p>\n<br>C <b>unclosed") == "A & B C unclosed"
+
+
+# --- Jinja tags are found by Jinja's own lexer -------------------------------------------------------------
+
+
+def test_jinja_tags_are_located_exactly_where_jinja_reads_them():
+    source = (
+        "<p>a  {%- if x -%}  b</p>\r\n"
+        "{{ {'k': '}}'}['k'] }}{# a '#} #}\r"
+        "<a href=\"{{ '%}' ~ u }}\">{{- y }}</a>\r\n{%+ endif +%}"
+    )
+    spans = tracking_html.jinja_spans(source)
+    assert [(source[span.start : span.end], span.kind) for span in spans] == [
+        ("{%- if x -%}", "{%"),
+        ("{{ {'k': '}}'}['k'] }}", "{{"),
+        ("{# a '#}", "{#"),
+        ("{{ '%}' ~ u }}", "{{"),
+        ("{{- y }}", "{{"),
+        ("{%+ endif +%}", "{%"),
+    ]
+
+
+def test_links_after_windows_line_breaks_are_rewritten_in_place(path):
+    html = (
+        "<html>\r\n<body>\r\n{% if vip %}\r\n<p>VIP</p>\r\n{% endif %}\r"
+        '<p><a href="https://example.com/{{ slug ~ \'">\' }}">Shop</a></p>\r\n</body>\r\n</html>\r\n'
+    )
+    message, maker = render(html, {"vip": True, "slug": "s"}, path=path)
+    assert maker.calls == [('https://example.com/s">', 0)]
+    assert '\n<p><a href="https://t.example/c/0">Shop</a></p>\n<img src=' in message.html
+    assert message.text == "VIP\n\nShop (https://t.example/c/0)"
+    compiled = prepare(TemplateSource(channel="email", subject="s", html_body=html), organization_id="t", tracked=True)
+    assert (compiled.html_prepared, compiled.text_from_rendered_html) == (True, False)
+    assert body_close_offset(html) == html.index("</body>")
+
+
+def test_whitespace_control_next_to_a_link_keeps_both_paths_equal(path):
+    html = '<p>Hi  {%- if x -%}  <a href="https://example.com/{{ x }}">go</a>  {%- endif %} there</p>'
+    message, maker = render(html, {"x": "y"}, path=path)
+    assert message.html.startswith('<p>Hi<a href="https://t.example/c/0">go</a> there</p>')
+    assert message.text == "Higo (https://t.example/c/0) there"
+    assert maker.calls == [("https://example.com/y", 0)]
