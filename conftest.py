@@ -101,13 +101,14 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def chromium():
-    """Debian's Chromium driven by Playwright, one browser per test session (`make test` installs it)."""
+@pytest.fixture
+def chromium(monkeypatch):
+    """Debian's Chromium driven by Playwright (`make test` installs it). One browser per test: Playwright's
+    sync API runs an event loop in this thread while it is open, which Django would take for async code."""
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API keeps an event loop in this thread; the tests' ORM calls are still synchronous.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    # The test's own ORM calls stay synchronous; allowed for the browser test only.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

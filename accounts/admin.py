@@ -1,21 +1,72 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
 
-from accounts.models import Membership, Organization, User
-from accounts.tenancy import Area, TenantAdminMixin, admin_organization_ids
+from accounts import services
+from accounts.models import Membership, Organization, Role, User
+from accounts.tenancy import Area, ServiceErrorsAdminMixin, TenantAdminMixin, admin_organization_ids
+
+
+def _copy_saved(target: Membership, saved: Membership) -> None:
+    # The admin goes on with the object it built (messages, log, redirect): make it the saved row.
+    for field in Membership._meta.concrete_fields:
+        setattr(target, field.attname, getattr(saved, field.attname))
+    target._state.adding = False
+
+
+def _role_changes_first_promotions(changed: list[Membership]) -> list[Membership]:
+    # Grant the owner role before taking it away, so handing ownership over in one save works.
+    return sorted(changed, key=lambda membership: membership.role != Role.OWNER)
+
+
+class MembershipInlineForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            # A membership is one person's: change its role or remove it, never hand it to another user.
+            self.fields["user"].disabled = True
 
 
 class MembershipInline(admin.TabularInline):
+    """Members on the organization's page; saved through the same services as the API."""
+
     model = Membership
+    form = MembershipInlineForm
     fk_name = "organization"
     extra = 0
     autocomplete_fields = ["user"]
     fields = ["user", "role", "created_at"]
     readonly_fields = ["created_at"]
 
+    # Like the members API: owners and admins of the organization manage its members.
+    def _may(self, request, obj, *, write: bool) -> bool:
+        if request.user.is_superuser:
+            return True
+        allowed = admin_organization_ids(request.user, Area.MEMBERS, write=write)
+        # Without an organization (the inline's own queryset) any organization of theirs will do;
+        # the formset only ever holds the page's organization's members.
+        return obj.pk in allowed if obj is not None else bool(allowed)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request, obj, write=False)
+
+    def has_add_permission(self, request, obj=None):
+        return self._may(request, obj, write=True)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request, obj, write=True)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may(request, obj, write=True)
+
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "timezone", "default_from_email", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
@@ -49,14 +100,73 @@ class OrganizationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        formset.save(commit=False)
+        organization = form.instance
+        changed = [membership for membership, fields in formset.changed_objects if "role" in fields]
+        for membership in _role_changes_first_promotions(changed):
+            current = Membership.objects.select_related("organization").get(pk=membership.pk)
+            services.member_change_role(membership=current, role=membership.role, by=request.user)
+        for membership in formset.new_objects:
+            saved = services.member_invite(
+                organization=organization, email=membership.user.email, role=membership.role, by=request.user
+            )
+            _copy_saved(membership, saved)
+        for membership in formset.deleted_objects:
+            services.member_remove(membership=membership, by=request.user)
+        return None
+
+
+class MembershipAddForm(forms.ModelForm):
+    """Add a member the way the API invites one: by email (a new user gets an invitation)."""
+
+    email = forms.EmailField(max_length=254)
+
+    class Meta:
+        model = Membership
+        fields = ["organization", "email", "role"]
+
 
 @admin.register(Membership)
 class MembershipAdmin(TenantAdminMixin, admin.ModelAdmin):
+    """Memberships, written through the same services as the members API: only an owner grants
+    or takes away the owner role, and an organization keeps an owner."""
+
     permission_area = Area.MEMBERS
     list_display = ["user", "organization", "role", "created_at"]
     list_filter = ["role", "organization"]
     search_fields = ["user__email", "organization__name"]
     autocomplete_fields = ["user"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A membership stays with its user and organization; only the role changes.
+        return ["user", "organization"] if obj is not None else []
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = MembershipAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            current = Membership.objects.select_related("organization").get(pk=obj.pk)
+            saved = services.member_change_role(membership=current, role=obj.role, by=request.user)
+        else:
+            saved = services.member_invite(
+                organization=obj.organization, email=form.cleaned_data["email"], role=obj.role, by=request.user
+            )
+        _copy_saved(obj, saved)
+
+    def delete_model(self, request, obj):
+        services.member_remove(membership=obj, by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        # All or nothing: one refused removal (the last owner) keeps every selected member.
+        with transaction.atomic():
+            for membership in queryset.select_related("organization").order_by("pk"):
+                services.member_remove(membership=membership, by=request.user)
 
 
 @admin.register(User)

@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
+from accounts import services
 from accounts.models import Membership, Organization, Role, User
 
 
@@ -79,3 +85,24 @@ class InvitationAcceptSerializer(serializers.Serializer):
     uid = serializers.CharField()
     token = serializers.CharField()
     password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+
+
+class RefreshSerializer(TokenRefreshSerializer):
+    """simplejwt's refresh with the old token spent atomically (see services.refresh_token_spend)."""
+
+    def validate(self, attrs):
+        refresh = self.token_class(attrs["refresh"])  # signature, expiry and blacklist
+        user_id = refresh.payload.get(jwt_settings.USER_ID_CLAIM)
+        user = get_user_model().objects.filter(**{jwt_settings.USER_ID_FIELD: user_id}).first() if user_id else None
+        if user is None or not jwt_settings.USER_AUTHENTICATION_RULE(user):
+            raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
+        with transaction.atomic():
+            services.refresh_token_spend(token=refresh, user=user)
+            data = {"access": str(refresh.access_token)}
+            # The same claims under a new id and lifetime: the rotated refresh token.
+            refresh.set_jti()
+            refresh.set_exp()
+            refresh.set_iat()
+            refresh.outstand()
+            data["refresh"] = str(refresh)
+        return data

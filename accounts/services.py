@@ -8,6 +8,11 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import Membership, Organization, Role, User
 from config.errors import ConflictError
@@ -111,10 +116,34 @@ def invitation_accept(*, user: User, password: str) -> User:
     return user
 
 
+def refresh_token_spend(*, token: RefreshToken, user: User | None) -> None:
+    """Blacklist a refresh token that is being rotated, once: of concurrent uses of one token
+    exactly one gets through, the others raise TokenError (401)."""
+    jti = token.payload[jwt_settings.JTI_CLAIM]
+    with transaction.atomic():
+        outstanding, _ = OutstandingToken.objects.get_or_create(
+            jti=jti,
+            defaults={
+                "user": user,
+                "created_at": token.current_time,
+                "token": str(token),
+                "expires_at": datetime_from_epoch(token.payload["exp"]),
+            },
+        )
+        # The row lock queues the other uses of this token until this one commits; the unique
+        # blacklist row then tells them it is spent.
+        locked = OutstandingToken.objects.select_for_update().filter(pk=outstanding.pk).order_by()
+        list(locked.values_list("pk", flat=True))
+        _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+    if not created:
+        raise TokenError("Token is blacklisted")
+
+
 def _check_role_grant(*, organization: Organization, role: str, by: User) -> None:
     if role not in Role.values:
         raise ValidationError({"role": [f"Unknown role {role!r}."]})
-    if role == Role.OWNER:
+    if role == Role.OWNER and not by.is_superuser:
+        # Superusers run the platform (they can recover an organization); everyone else must be an owner.
         is_owner = Membership.objects.filter(organization=organization, user=by, role=Role.OWNER).exists()
         if not is_owner:
             raise ValidationError({"role": ["Only an owner can grant or take away the owner role."]})

@@ -11,11 +11,17 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import NotRelationField, get_fields_from_path
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist, ValidationError
+from django.db.models import Q
+from django.http import HttpResponseRedirect
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import BasePermission, IsAuthenticated
 
 from accounts.models import Membership, Organization, Role
+from config.errors import DomainError
 
 ORGANIZATION_HEADER = "HTTP_X_ORGANIZATION"
 
@@ -134,12 +140,87 @@ def admin_organization_ids(user, area: Area, *, write: bool) -> list:
     return list(Membership.objects.filter(user=user, role__in=roles).values_list("organization_id", flat=True))
 
 
-class TenantAdminMixin:
+def _has_organization(model) -> bool:
+    return any(f.name == "organization" for f in model._meta.get_fields())
+
+
+def organizations_q(model, organization_ids) -> Q | None:
+    """The rows of `model` that belong to these organizations, or None when `model` is not
+    tenant data (then nothing is filtered). Users belong to the organizations they are members of."""
+    if model is Organization:
+        return Q(pk__in=organization_ids)
+    if model is get_user_model():
+        return Q(pk__in=Membership.objects.filter(organization__in=organization_ids).values("user_id"))
+    if _has_organization(model):
+        return Q(organization__in=organization_ids)
+    return None
+
+
+def _limit_choices(field, related_model, organization_ids):
+    if field is None or not hasattr(field, "queryset"):
+        return field
+    q = organizations_q(related_model, organization_ids)
+    if q is not None:
+        field.queryset = field.queryset.filter(q)
+    return field
+
+
+class TenantRelatedFieldListFilter(admin.RelatedFieldListFilter):
+    """A "By <relation>" filter offering only the rows of organizations the staff member may read.
+
+    TenantAdminMixin puts it in place of every plain relation in ``list_filter``."""
+
+    def field_choices(self, field, request, model_admin):
+        if request.user.is_superuser:
+            return super().field_choices(field, request, model_admin)
+        q = organizations_q(field.related_model, model_admin._org_ids(request, write=False))
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(include_blank=False, ordering=ordering, limit_choices_to=q or Q())
+
+
+class ServiceErrorsAdminMixin:
+    """A business rule that refuses an admin write (a service raised ValidationError or a
+    DomainError) becomes an error message on the same page with the whole write rolled back,
+    instead of a 500. Admin code calls the services and lets their errors through."""
+
+    def _refused(self, request, exc) -> HttpResponseRedirect:
+        text = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        self.message_user(request, text or "The change was refused.", messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
+
+    def changeform_view(self, request, *args, **kwargs):
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except (ValidationError, DomainError) as exc:
+            if request.method != "POST":
+                raise
+            return self._refused(request, exc)
+
+    def delete_view(self, request, *args, **kwargs):
+        try:
+            return super().delete_view(request, *args, **kwargs)
+        except (ValidationError, DomainError) as exc:
+            if request.method != "POST":
+                raise
+            return self._refused(request, exc)
+
+    def changelist_view(self, request, *args, **kwargs):
+        # Actions (bulk delete among them) run here; each refusing action rolls back its own work.
+        try:
+            return super().changelist_view(request, *args, **kwargs)
+        except (ValidationError, DomainError) as exc:
+            if request.method != "POST":
+                raise
+            return self._refused(request, exc)
+
+
+class TenantAdminMixin(ServiceErrorsAdminMixin):
     """Scopes a ModelAdmin to the organizations where a staff member's role allows it.
 
     Superusers see everything. Other staff see rows of organizations where their
     role may read the area, change rows where it may write, and can only pick
-    those organizations (and their rows) in forms.
+    those organizations (and their rows, and their members) in forms, inlines and
+    list filters.
     """
 
     permission_area: Area
@@ -190,23 +271,57 @@ class TenantAdminMixin:
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if field is not None and self._scoped(request):
-            allowed = self._org_ids(request, write=True)
-            if db_field.related_model is Organization:
-                field.queryset = field.queryset.filter(pk__in=allowed)
-            elif _has_organization(db_field.related_model):
-                field.queryset = field.queryset.filter(organization__in=allowed)
+        if self._scoped(request):
+            field = _limit_choices(field, db_field.related_model, self._org_ids(request, write=True))
         return field
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         field = super().formfield_for_manytomany(db_field, request, **kwargs)
-        if field is not None and self._scoped(request) and _has_organization(db_field.related_model):
-            field.queryset = field.queryset.filter(organization__in=self._org_ids(request, write=True))
+        if self._scoped(request):
+            field = _limit_choices(field, db_field.related_model, self._org_ids(request, write=True))
         return field
 
+    def get_list_filter(self, request):
+        filters = super().get_list_filter(request)
+        if not self._scoped(request):
+            return filters
+        return [self._scoped_list_filter(item) for item in filters]
 
-def _has_organization(model) -> bool:
-    return any(f.name == "organization" for f in model._meta.get_fields())
+    def _scoped_list_filter(self, item):
+        if not isinstance(item, str):
+            return item
+        try:
+            field = get_fields_from_path(self.model, item)[-1]
+        except (FieldDoesNotExist, NotRelationField):
+            return item
+        if field.is_relation and organizations_q(field.related_model, []) is not None:
+            return (item, TenantRelatedFieldListFilter)
+        return item
+
+    def get_inline_instances(self, request, obj=None):
+        inlines = super().get_inline_instances(request, obj)
+        if self._scoped(request):
+            # An inline row links to rows of the page's own organization (or, on an add page,
+            # of the organizations the staff member may write to).
+            org_id = self._object_org_id(obj) if obj is not None else None
+            allowed = [org_id] if org_id is not None else self._org_ids(request, write=True)
+            for inline in inlines:
+                _scope_inline_choices(inline, allowed)
+        return inlines
+
+
+def _scope_inline_choices(inline, organization_ids) -> None:
+    # Inline instances are made per request, so binding the allowed organizations here is safe.
+    for_foreignkey, for_manytomany = inline.formfield_for_foreignkey, inline.formfield_for_manytomany
+
+    def formfield_for_foreignkey(db_field, request, **kwargs):
+        return _limit_choices(for_foreignkey(db_field, request, **kwargs), db_field.related_model, organization_ids)
+
+    def formfield_for_manytomany(db_field, request, **kwargs):
+        return _limit_choices(for_manytomany(db_field, request, **kwargs), db_field.related_model, organization_ids)
+
+    inline.formfield_for_foreignkey = formfield_for_foreignkey
+    inline.formfield_for_manytomany = formfield_for_manytomany
 
 
 class TenantModelAdmin(TenantAdminMixin, admin.ModelAdmin):

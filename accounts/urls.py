@@ -3,16 +3,24 @@ from rest_framework.routers import SimpleRouter
 
 from accounts import views
 
-router = SimpleRouter(trailing_slash=True)
+# Every path answers as API.md writes it and with a trailing slash, without redirects.
+router = SimpleRouter()
+router.trailing_slash = "/?"  # the constructor only knows "/" or ""
 router.register("members", views.MemberViewSet, basename="member")
 
+
+def both_forms(route: str, view, name: str) -> list:
+    # The documented form is in the schema; the slash form is the same view, left out of it.
+    return [path(route, view.as_view(), name=name), path(f"{route}/", view.as_view(schema=None))]
+
+
 urlpatterns = [
-    path("auth/register", views.RegisterView.as_view(), name="auth-register"),
-    path("auth/login", views.LoginView.as_view(), name="auth-login"),
-    path("auth/refresh", views.RefreshView.as_view(), name="auth-refresh"),
-    path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
-    path("auth/me", views.MeView.as_view(), name="auth-me"),
-    path("auth/invitations/accept", views.InvitationAcceptView.as_view(), name="auth-invitation-accept"),
-    path("organization", views.CurrentOrganizationView.as_view(), name="organization-current"),
+    *both_forms("auth/register", views.RegisterView, "auth-register"),
+    *both_forms("auth/login", views.LoginView, "auth-login"),
+    *both_forms("auth/refresh", views.RefreshView, "auth-refresh"),
+    *both_forms("auth/logout", views.LogoutView, "auth-logout"),
+    *both_forms("auth/me", views.MeView, "auth-me"),
+    *both_forms("auth/invitations/accept", views.InvitationAcceptView, "auth-invitation-accept"),
+    *both_forms("organization", views.CurrentOrganizationView, "organization-current"),
     *router.urls,
 ]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.cache import cache
@@ -10,7 +12,7 @@ from rest_framework import generics, mixins, status, viewsets
 from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
@@ -23,10 +25,12 @@ from accounts.serializers import (
     MemberSerializer,
     MeSerializer,
     OrganizationSerializer,
+    RefreshSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
 )
 from accounts.tenancy import Area, TenantScopedViewMixin, request_membership
+from config.clientip import client_ip
 
 
 def _tokens_for(user: User) -> dict[str, str]:
@@ -53,31 +57,58 @@ class RegisterView(generics.GenericAPIView):
 
 
 class LoginFailureGuard:
-    """Counts failed logins per address and client, and refuses more after too many."""
+    """Counts failed logins per address and client, and refuses more after too many.
+
+    An attempt takes its place in the count before the password is checked: the counter is
+    incremented atomically and the attempt goes on only while the count is within the limit, so
+    parallel guesses cannot all pass a check made before any of them failed. A success gives the
+    place back (and clears the address's count); so does a request refused before the password
+    was checked (a missing field).
+    """
 
     def __init__(self, *, ident: str, email: str):
         self.window = settings.LOGIN_FAILURE_WINDOW_SECONDS
         self.pair_key = f"login-fail:{ident}:{email.strip().lower()}"
         self.ip_key = f"login-fail-ip:{ident}"
+        self._held = False
 
-    def check(self) -> None:
-        counts = cache.get_many([self.pair_key, self.ip_key])
-        if (
-            counts.get(self.pair_key, 0) >= settings.LOGIN_FAILURE_LIMIT
-            or counts.get(self.ip_key, 0) >= settings.LOGIN_FAILURE_IP_LIMIT
-        ):
+    def _increment(self, key: str) -> int:
+        # add() starts the window on the first attempt; incr() keeps its expiry (atomic on Redis).
+        for _ in range(3):
+            if cache.add(key, 1, timeout=self.window):
+                return 1
+            try:
+                return cache.incr(key)
+            except ValueError:  # expired between add and incr
+                continue
+        return cache.incr(key)
+
+    def _decrement(self, key: str) -> None:
+        with contextlib.suppress(ValueError):  # the window ended meanwhile
+            cache.decr(key)
+
+    def acquire(self) -> None:
+        """Count this attempt; raise Throttled (429) when it is beyond a limit."""
+        pair = self._increment(self.pair_key)
+        ip = self._increment(self.ip_key)
+        if pair > settings.LOGIN_FAILURE_LIMIT or ip > settings.LOGIN_FAILURE_IP_LIMIT:
+            self._decrement(self.pair_key)
+            self._decrement(self.ip_key)
             raise Throttled(wait=self.window, detail="Too many failed logins. Try again later.")
+        self._held = True
 
-    def record_failure(self) -> None:
-        for key in (self.pair_key, self.ip_key):
-            if not cache.add(key, 1, timeout=self.window):
-                try:
-                    cache.incr(key)
-                except ValueError:  # expired between add and incr
-                    cache.add(key, 1, timeout=self.window)
+    def release(self) -> None:
+        """The attempt did not test a password: it does not count."""
+        if self._held:
+            self._decrement(self.pair_key)
+            self._decrement(self.ip_key)
+            self._held = False
 
-    def reset(self) -> None:
-        cache.delete(self.pair_key)
+    def succeeded(self) -> None:
+        if self._held:
+            cache.delete(self.pair_key)
+            self._decrement(self.ip_key)
+            self._held = False
 
 
 class LoginView(TokenObtainPairView):
@@ -88,19 +119,26 @@ class LoginView(TokenObtainPairView):
 
     def post(self, request, *args, **kwargs):
         email = request.data.get("email") if hasattr(request.data, "get") else None
-        guard = LoginFailureGuard(ident=BaseThrottle().get_ident(request), email=str(email or ""))
-        guard.check()
+        guard = LoginFailureGuard(ident=client_ip(request), email=str(email or ""))
+        guard.acquire()
         try:
             response = super().post(request, *args, **kwargs)
         except AuthenticationFailed:
-            guard.record_failure()
+            raise  # a failed password keeps its place in the count
+        except Exception:
+            guard.release()
             raise
-        guard.reset()
+        guard.succeeded()
         return response
 
 
 class RefreshView(TokenRefreshView):
-    """A refresh token for a new access token (and a new refresh token; the old one is blacklisted)."""
+    """A refresh token for a new access token (and a new refresh token; the old one is blacklisted).
+
+    Each refresh token is used once: of concurrent requests with the same token one succeeds and
+    the others answer 401."""
+
+    serializer_class = RefreshSerializer
 
 
 class LogoutView(generics.GenericAPIView):

@@ -3,6 +3,8 @@ bulk assignment to an agent. Writes go through callbacks.services, like the API.
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -27,6 +29,39 @@ PRIORITY_COLOURS = {
     CallbackPriority.HIGH: "#c4320a",
     CallbackPriority.NORMAL: "#1a5fb4",
     CallbackPriority.LOW: "#57606a",
+}
+
+
+def local_time_text(value) -> str:
+    """A stored time in the current time zone; a value the zone cannot hold (a row written before
+    input was bounded) is shown as stored, in UTC, instead of failing the whole page."""
+    if value is None:
+        return "-"
+    try:
+        local = timezone.localtime(value, timezone.get_current_timezone())
+    except (OverflowError, ValueError):
+        utc = value.astimezone(UTC)
+        return f"{utc.year:04d}-{utc:%m-%d %H:%M} UTC"
+    return f"{local.year:04d}-{local:%m-%d %H:%M}"
+
+
+def _time_field(name: str, description: str):
+    @admin.display(description=description, ordering=name)
+    def shown(self, obj):
+        return local_time_text(getattr(obj, name))
+
+    return shown
+
+
+TIME_FIELDS = {
+    "preferred_start": "Preferred start",
+    "preferred_end": "Preferred end",
+    "sla_due_at": "SLA due at",
+    "assigned_at": "Assigned at",
+    "first_contact_at": "First contact at",
+    "closed_at": "Closed at",
+    "created_at": "Created at",
+    "updated_at": "Updated at",
 }
 
 
@@ -90,7 +125,7 @@ class CallbackRequestAdmin(TenantModelAdmin):
         "assigned_to",
         "sla_due",
         "attempts",
-        "created_at",
+        "created_at_shown",
         "organization",
     ]
     list_display_links = ["priority_badge", "contact"]
@@ -99,6 +134,7 @@ class CallbackRequestAdmin(TenantModelAdmin):
     list_select_related = ["contact", "assigned_to", "organization"]
     actions = ["bulk_assign"]
     inlines = [CallbackActivityInline]
+    # Times go through local_time_text: one unreadable stored value must not fail the page.
     readonly_fields = [
         "organization",
         "contact",
@@ -107,26 +143,34 @@ class CallbackRequestAdmin(TenantModelAdmin):
         "phone",
         "reason",
         "urgency",
-        "preferred_start",
-        "preferred_end",
+        "preferred_start_shown",
+        "preferred_end_shown",
         "timezone",
         "priority_score",
         "priority",
-        "sla_due_at",
+        "sla_due_at_shown",
         "overdue",
         "status",
         "attempts",
         "assigned_to",
-        "assigned_at",
-        "first_contact_at",
+        "assigned_at_shown",
+        "first_contact_at_shown",
         "first_contact_by",
-        "closed_at",
+        "closed_at_shown",
         "resolution",
         "created_by",
-        "created_at",
-        "updated_at",
+        "created_at_shown",
+        "updated_at_shown",
     ]
     fields = readonly_fields
+    preferred_start_shown = _time_field("preferred_start", TIME_FIELDS["preferred_start"])
+    preferred_end_shown = _time_field("preferred_end", TIME_FIELDS["preferred_end"])
+    sla_due_at_shown = _time_field("sla_due_at", TIME_FIELDS["sla_due_at"])
+    assigned_at_shown = _time_field("assigned_at", TIME_FIELDS["assigned_at"])
+    first_contact_at_shown = _time_field("first_contact_at", TIME_FIELDS["first_contact_at"])
+    closed_at_shown = _time_field("closed_at", TIME_FIELDS["closed_at"])
+    created_at_shown = _time_field("created_at", TIME_FIELDS["created_at"])
+    updated_at_shown = _time_field("updated_at", TIME_FIELDS["updated_at"])
 
     def get_ordering(self, request):
         return [selectors.priority_rank().asc(), "sla_due_at", "-priority_score"]
@@ -144,20 +188,19 @@ class CallbackRequestAdmin(TenantModelAdmin):
 
     @admin.display(description="Priority", ordering=selectors.priority_rank())
     def priority_badge(self, obj):
-        return format_html(
-            '<strong style="color:{}">{}</strong>', PRIORITY_COLOURS[obj.priority], obj.get_priority_display()
-        )
+        colour = PRIORITY_COLOURS.get(obj.priority, PRIORITY_COLOURS[CallbackPriority.LOW])
+        return format_html('<strong style="color:{}">{}</strong>', colour, obj.get_priority_display())
 
     @admin.display(description="SLA due", ordering="sla_due_at")
     def sla_due(self, obj):
-        local = timezone.localtime(obj.sla_due_at, timezone.get_current_timezone())
+        shown = local_time_text(obj.sla_due_at)
         if obj.is_overdue:
             return format_html(
                 '<span class="callback-overdue" style="background:#fde8e8;color:#b42318;font-weight:bold;'
                 'padding:2px 6px;border-radius:3px">{} · overdue</span>',
-                f"{local:%Y-%m-%d %H:%M}",
+                shown,
             )
-        return f"{local:%Y-%m-%d %H:%M}"
+        return shown
 
     def _can_supervise(self, request) -> bool:
         if request.user.is_superuser:

@@ -19,11 +19,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
-from rest_framework.throttling import BaseThrottle
 
 from callbacks import services
 from callbacks.models import CallbackSource, CallbackUrgency
 from callbacks.tokens import BadToken, FormToken, read_token
+from config.clientip import client_ip
 from config.validation import check_date
 from contacts.models import Contact
 
@@ -92,7 +92,7 @@ def _over_limit(key: str, limit: int) -> bool:
 def _throttled(request: HttpRequest, token: str) -> bool:
     per_client = getattr(settings, "CALLBACK_FORM_POSTS_PER_HOUR", 20)
     per_token = getattr(settings, "CALLBACK_FORM_POSTS_PER_TOKEN_PER_HOUR", 5)
-    client = BaseThrottle().get_ident(request)
+    client = client_ip(request)
     # Both counters move on every POST, so neither can be dodged by varying the other.
     over_client = _over_limit(f"callback-form:ip:{client}", per_client)
     over_token = _over_limit(f"callback-form:token:{token[-43:]}", per_token)

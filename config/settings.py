@@ -390,8 +390,14 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    # Session and CSRF cookies travel over TLS only. Turning that off without DEBUG is refused
+    # rather than obeyed: plain http is for development (DEBUG=1), and browsers accept secure
+    # cookies from http://localhost anyway.
+    for _cookie_setting in ("SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
+        if not env_bool(_cookie_setting, True):
+            raise ImproperlyConfigured(f"{_cookie_setting} cannot be turned off while DEBUG is off")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     # Preloading is hard to undo, so it is the operator's explicit choice.

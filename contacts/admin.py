@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import csv
-
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
-from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.tenancy import Area, TenantModelAdmin
-from contacts import hooks, services
+from config import csvsafe
+from contacts import services
 from contacts.models import (
     Contact,
     ContactEvent,
@@ -25,9 +23,9 @@ from contacts.models import (
     ListMembership,
     Segment,
     Suppression,
+    SuppressionKind,
     Tag,
 )
-from contacts.normalize import InvalidValue, email_domain, normalize_email, normalize_phone, normalize_timezone
 from contacts.selectors import segment_contacts
 
 CSV_COLUMNS = ["id", "email", "phone", "first_name", "last_name", "status", "timezone", "locale", "tags", "created_at"]
@@ -57,6 +55,8 @@ class ContactActionForm(ActionForm):
 
 
 class ContactForm(forms.ModelForm):
+    """Fields are normalized by the same service code as the API (errors name the field)."""
+
     class Meta:
         model = Contact
         fields = [
@@ -71,29 +71,22 @@ class ContactForm(forms.ModelForm):
             "status",
         ]
 
-    def _normalized(self, field: str, normalize):
-        value = self.cleaned_data.get(field)
-        if not value:
-            return None
-        try:
-            return normalize(value)
-        except InvalidValue as exc:
-            raise ValidationError(str(exc)) from None
-
-    def clean_email(self):
-        return self._normalized("email", normalize_email)
-
-    def clean_phone(self):
-        return self._normalized("phone", normalize_phone)
-
-    def clean_timezone(self):
-        return self._normalized("timezone", normalize_timezone) or ""
-
     def clean(self):
         cleaned = super().clean()
-        if not cleaned.get("email") and not cleaned.get("phone"):
+        data = {key: cleaned[key] for key in services.CONTACT_FIELDS if key in cleaned}
+        normalized = services.contact_normalize(data=data)  # ValidationError names the fields
+        for key in data:
+            cleaned[key] = normalized[key]
+        if "email" in cleaned and "phone" in cleaned and not cleaned["email"] and not cleaned["phone"]:
             raise ValidationError("An email address or a phone number is required.")
         return cleaned
+
+
+def _copy_saved(target, saved) -> None:
+    # The admin goes on with the object it built (inlines, messages, redirect): make it the saved row.
+    for field in type(saved)._meta.concrete_fields:
+        setattr(target, field.attname, getattr(saved, field.attname))
+    target._state.adding = False
 
 
 class ContactTagInline(admin.TabularInline):
@@ -166,20 +159,18 @@ class ContactAdmin(AudienceAdmin):
         self.action_form.base_fields["contact_list"].queryset = lists
         return super().changelist_view(request, extra_context)
 
+    def get_readonly_fields(self, request, obj=None):
+        # A contact stays in its organization.
+        readonly = list(super().get_readonly_fields(request, obj))
+        return [*readonly, "organization"] if obj is not None else readonly
+
     def save_model(self, request, obj, form, change):
-        obj.email_domain = email_domain(obj.email) if obj.email else ""
-        obj.updated_at = timezone.now()
-        if not change:
-            obj.consent_source = "admin"
-            obj.consent_at = obj.updated_at
-        super().save_model(request, obj, form, change)
-        if not change:
-            hooks.emit(
-                organization_id=obj.organization_id,
-                name=hooks.CONTACT_CREATED,
-                contacts=Contact.objects.filter(pk=obj.pk),
-                properties={"source": "admin"},
-            )
+        data = {key: form.cleaned_data[key] for key in services.CONTACT_FIELDS if key in form.cleaned_data}
+        if change:
+            saved = services.contact_update(contact=Contact.objects.get(pk=obj.pk), data=data)
+        else:
+            saved = services.contact_create(organization_id=obj.organization_id, data=data, consent_source="admin")
+        _copy_saved(obj, saved)
 
     def delete_model(self, request, obj):
         services.contact_erase(contact=obj)
@@ -248,35 +239,27 @@ class ContactAdmin(AudienceAdmin):
         self.message_user(request, f"Erased {count} contact(s); their addresses stay suppressed.")
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def csv_export_response(queryset) -> StreamingHttpResponse:
-    """Stream contacts as CSV without loading them all."""
-    writer = csv.writer(_Echo())
+    """Stream contacts as CSV without loading them all; cells are safe to open in a spreadsheet."""
 
     def rows():
-        yield writer.writerow(CSV_COLUMNS)
+        yield CSV_COLUMNS
         contacts = queryset.order_by("pk").prefetch_related("tag_links__tag")
         for contact in contacts.iterator(chunk_size=2000):
-            yield writer.writerow(
-                [
-                    contact.public_id,
-                    contact.email or "",
-                    contact.phone or "",
-                    contact.first_name,
-                    contact.last_name,
-                    contact.status,
-                    contact.timezone,
-                    contact.locale,
-                    ";".join(sorted(link.tag.name for link in contact.tag_links.all())),
-                    contact.created_at.isoformat(),
-                ]
-            )
+            yield [
+                contact.public_id,
+                contact.email or "",
+                contact.phone or "",
+                contact.first_name,
+                contact.last_name,
+                contact.status,
+                contact.timezone,
+                contact.locale,
+                ";".join(sorted(link.tag.name for link in contact.tag_links.all())),
+                contact.created_at.isoformat(),
+            ]
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(csvsafe.stream_rows(rows()), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = 'attachment; filename="contacts.csv"'
     return response
 
@@ -325,7 +308,15 @@ class SegmentAdmin(AudienceAdmin):
         return segment_contacts(segment=obj).count()
 
 
+ADDABLE_SUPPRESSION_KINDS = [
+    (kind.value, kind.label) for kind in (SuppressionKind.EMAIL, SuppressionKind.PHONE, SuppressionKind.DOMAIN)
+]
+
+
 class SuppressionForm(forms.ModelForm):
+    # Erasure hashes are written by erasure only.
+    kind = forms.ChoiceField(choices=ADDABLE_SUPPRESSION_KINDS)
+
     class Meta:
         model = Suppression
         fields = ["organization", "kind", "value", "reason"]
@@ -334,25 +325,38 @@ class SuppressionForm(forms.ModelForm):
         cleaned = super().clean()
         kind, value = cleaned.get("kind"), cleaned.get("value")
         if kind and value:
-            normalize = {"email": normalize_email, "phone": normalize_phone}.get(kind)
             try:
-                cleaned["value"] = normalize(value) if normalize else value.strip().lower()
-            except InvalidValue as exc:
-                raise ValidationError({"value": str(exc)}) from None
+                cleaned["value"] = services.suppression_normalize(kind=kind, value=value)
+            except ValidationError as exc:
+                raise ValidationError({"value": exc.messages}) from None
         return cleaned
 
 
 @admin.register(Suppression)
 class SuppressionAdmin(AudienceAdmin):
+    """Suppressions are added through the same service as the API and, like there, never edited:
+    remove one and add another."""
+
     form = SuppressionForm
     list_display = ["kind", "value", "reason", "source", "organization", "created_at"]
     list_filter = ["kind", "reason", "organization"]
     search_fields = ["value"]
 
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj)
+
     def save_model(self, request, obj, form, change):
-        if not change:
-            obj.source = "admin"
-        super().save_model(request, obj, form, change)
+        saved = services.suppression_add(
+            organization_id=obj.organization_id,
+            kind=form.cleaned_data["kind"],
+            value=form.cleaned_data["value"],
+            reason=form.cleaned_data["reason"],
+            source="admin",
+        )
+        _copy_saved(obj, saved)
 
 
 @admin.register(ContactEvent)

@@ -167,6 +167,12 @@ def _clean_contact_data(data: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+def contact_normalize(*, data: dict[str, Any]) -> dict[str, Any]:
+    """The contact fields in `data` as create and update store them (normalized email, E.164 phone,
+    known time zone and status); raises ValidationError naming each bad field."""
+    return _clean_contact_data({k: v for k, v in data.items() if k in CONTACT_FIELDS})
+
+
 def contact_create(
     *,
     organization_id,
@@ -222,6 +228,7 @@ def contact_update(*, contact: Contact, data: dict[str, Any], tags: list[str] | 
         taken = Contact.objects.filter(organization_id=contact.organization_id, email=new_email).exclude(pk=contact.pk)
         if taken.exists():
             raise ValidationError({"email": ["A contact with this email address already exists."]})
+    previous_email = contact.email
     with transaction.atomic():
         for key, value in cleaned.items():
             setattr(contact, key, value)
@@ -233,6 +240,8 @@ def contact_update(*, contact: Contact, data: dict[str, Any], tags: list[str] | 
                 contact.save()
         except IntegrityError:
             raise ValidationError({"email": ["A contact with this email address already exists."]}) from None
+        if new_email and new_email != previous_email:
+            _suppress_if_erased(organization_id=contact.organization_id, email=new_email, source="contact update")
         if tags is not None:
             wanted = tags_get_or_create(organization_id=contact.organization_id, names=tags)
             ContactTag.objects.filter(contact=contact).exclude(tag__in=wanted).delete()
@@ -356,21 +365,32 @@ def segment_save(*, segment: Segment) -> Segment:
 # --- suppressions ----------------------------------------------------------------------------------
 
 
+def suppression_normalize(*, kind: str, value: str) -> str:
+    """The stored form of a suppression's value; raises ValidationError for a bad value or a kind
+    that cannot be added by hand (erasure hashes are written by contact_erase only)."""
+    normalize = {
+        SuppressionKind.EMAIL: normalize_email,
+        SuppressionKind.PHONE: normalize_phone,
+        SuppressionKind.DOMAIN: normalize_domain,
+    }.get(kind)
+    if normalize is None:
+        raise ValidationError(f"Cannot add a suppression of kind {kind!r}.")
+    try:
+        return normalize(value)
+    except InvalidValue as exc:
+        raise ValidationError(str(exc)) from None
+
+
 def suppression_add(
     *, organization_id, kind: str, value: str, reason: str = SuppressionReason.MANUAL, source: str = "api"
 ) -> Suppression:
     """Suppress an address, phone number or domain (idempotent)."""
+    if kind not in (SuppressionKind.EMAIL, SuppressionKind.PHONE, SuppressionKind.DOMAIN):
+        raise ValidationError({"kind": [f"Cannot add a suppression of kind {kind!r}."]})
     try:
-        if kind == SuppressionKind.EMAIL:
-            normalized = normalize_email(value)
-        elif kind == SuppressionKind.PHONE:
-            normalized = normalize_phone(value)
-        elif kind == SuppressionKind.DOMAIN:
-            normalized = normalize_domain(value)
-        else:
-            raise ValidationError({"kind": [f"Cannot add a suppression of kind {kind!r}."]})
-    except InvalidValue as exc:
-        raise ValidationError({kind: [str(exc)]}) from None
+        normalized = suppression_normalize(kind=kind, value=value)
+    except ValidationError as exc:
+        raise ValidationError({kind: exc.messages}) from None
     if reason not in SuppressionReason.values:
         raise ValidationError({"reason": [f"{reason!r} is not a valid reason."]})
     suppression, _ = Suppression.objects.get_or_create(

@@ -15,6 +15,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.tenancy import Area, TenantScopedViewMixin
+from config.clientip import client_address
 from contacts import selectors, services
 from contacts.models import Contact, ContactList, ContactStatus, ImportJob, Segment, Suppression, Tag
 from contacts.segments import compile_rules
@@ -104,7 +105,7 @@ class ContactViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
             data=data,
             tags=tags,
             consent_source="api",
-            consent_ip=self.request.META.get("REMOTE_ADDR"),
+            consent_ip=client_address(self.request),
         )
 
     def perform_update(self, serializer):

@@ -79,3 +79,55 @@ def test_superuser_sees_everything(client):
     page = client.get("/admin/contacts/tag/")
     assert b"alpha-tag" in page.content
     assert b"beta-tag" in page.content
+
+
+@pytest.mark.parametrize(
+    "changelist",
+    ["/admin/contacts/tag/", "/admin/contacts/contact/", "/admin/accounts/membership/", "/admin/campaigns/campaign/"],
+)
+def test_by_organization_filter_lists_only_their_organizations(client, changelist):
+    membership = staff_member(Role.ADMIN, OrganizationFactory(name="Our Own Org"))
+    # A filter shows once there are two choices: the staff member is in two organizations.
+    MembershipFactory(user=membership.user, organization=OrganizationFactory(name="Our Second Org"), role=Role.ADMIN)
+    rival = OrganizationFactory(name="Rival Corp")
+    TagFactory(organization=rival)
+    MembershipFactory(organization=rival, role=Role.OWNER)
+    client.force_login(membership.user)
+
+    page = client.get(changelist)
+
+    assert page.status_code == 200
+    assert b"Our Own Org" in page.content
+    assert b"Our Second Org" in page.content
+    assert b"Rival Corp" not in page.content
+    filtered = client.get(changelist, {"organization__id__exact": str(membership.organization.pk)})
+    assert filtered.status_code == 200
+
+
+def test_superuser_filter_lists_every_organization(client):
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    OrganizationFactory(name="Rival Corp")
+    OrganizationFactory(name="Other Corp")
+    client.force_login(admin)
+    page = client.get("/admin/contacts/tag/").content
+    assert b"Rival Corp" in page
+    assert b"Other Corp" in page
+
+
+def test_user_choices_are_members_of_their_organizations(rf):
+    from django.contrib import admin as django_admin
+
+    from callbacks.models import CallbackRequest
+
+    membership = staff_member(Role.MANAGER)
+    colleague = MembershipFactory(organization=membership.organization)
+    stranger = MembershipFactory()
+    request = rf.get("/")
+    request.user = membership.user
+    model_admin = django_admin.site._registry[CallbackRequest]
+    field = model_admin.formfield_for_foreignkey(CallbackRequest._meta.get_field("assigned_to"), request)
+
+    choices = set(field.queryset)
+
+    assert colleague.user in choices
+    assert stranger.user not in choices

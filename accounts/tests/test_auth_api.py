@@ -169,3 +169,17 @@ def test_register_is_rate_limited(api_client, monkeypatch):
     assert register(api_client, email="b@example.com").status_code == 201
     assert register(api_client, email="c@example.com").status_code == 429
     assert not User.objects.filter(email="c@example.com").exists()
+
+
+@pytest.mark.parametrize("slash", ["", "/"])
+def test_account_paths_answer_with_and_without_a_trailing_slash(api_client, slash):
+    user = UserFactory()
+    membership = MembershipFactory(user=user, role=Role.OWNER)
+    tokens = api_client.post(f"{LOGIN}{slash}", {"email": user.email, "password": PASSWORD}, format="json").json()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert api_client.get(f"{ME}{slash}").status_code == 200
+    assert api_client.get(f"/api/v1/organization{slash}").json()["id"] == str(membership.organization_id)
+    assert api_client.get(f"/api/v1/members{slash}").status_code == 200
+    logout = api_client.post(f"/api/v1/auth/logout{slash}", {"refresh": tokens["refresh"]}, format="json")
+    assert logout.status_code == 204
+    assert api_client.post(f"{REGISTER}{slash}", {}, format="json").status_code == 400

@@ -1,13 +1,13 @@
 """The callback queue in the admin: order, overdue highlighting, bulk assignment, settings."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory
-from callbacks.models import ActivityAction, CallbackActivity, CallbackSettings, CallbackStatus
+from callbacks.models import ActivityAction, CallbackActivity, CallbackRequest, CallbackSettings, CallbackStatus
 from callbacks.tests.factories import CallbackRequestFactory, agent_of
 
 pytestmark = pytest.mark.django_db
@@ -136,3 +136,37 @@ def test_settings_are_edited_by_managers_and_read_by_agents(client):
     assert agent_client.post(url, {**form, "sla_urgent_hours": 9}).status_code == 403
     settings.refresh_from_db()
     assert settings.sla_urgent_hours == 1
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "America/Los_Angeles", "Pacific/Kiritimati"])
+@pytest.mark.parametrize("extreme", [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC)])
+def test_a_callback_with_an_absurd_stored_time_does_not_break_the_admin(client, settings, time_zone, extreme):
+    settings.TIME_ZONE = time_zone
+    client, org = staff_client(client, Role.MANAGER)
+    fine = CallbackRequestFactory(organization=org)
+    odd = CallbackRequestFactory(organization=org)
+    # Stored directly, as rows written before input was bounded are; shown in a time zone where
+    # the value falls outside the years Python can hold.
+    CallbackRequest.objects.filter(pk=odd.pk).update(sla_due_at=extreme)
+    storable = datetime(1, 1, 2, tzinfo=UTC) if extreme.year == 1 else datetime(9999, 12, 30, tzinfo=UTC)
+    CallbackRequest.objects.filter(pk=odd.pk).update(preferred_start=storable, preferred_end=None)
+
+    listing = client.get("/admin/callbacks/callbackrequest/")
+    assert listing.status_code == 200
+    assert {c.pk for c in listing.context["cl"].result_list} == {fine.pk, odd.pk}
+    # Shown in the current time zone, or as stored (UTC) where that zone cannot hold it.
+    assert f"{extreme.year:04d}-{extreme:%m-%d}" in listing.content.decode()
+
+    page = client.get(f"/admin/callbacks/callbackrequest/{odd.pk}/change/")
+    assert page.status_code == 200
+
+
+def test_a_callback_with_an_unknown_stored_priority_does_not_break_the_admin(client):
+    client, org = staff_client(client, Role.MANAGER)
+    odd = CallbackRequestFactory(organization=org)
+    CallbackRequest.objects.filter(pk=odd.pk).update(priority="panic")
+
+    listing = client.get("/admin/callbacks/callbackrequest/")
+
+    assert listing.status_code == 200
+    assert "panic" in listing.content.decode()
