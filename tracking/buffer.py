@@ -19,6 +19,13 @@ be reached: a hit is never dropped because the buffer is down.
 
 Anymail webhook posts are collected per request (`collecting`): the events of one post
 go to the buffer together, after Anymail has verified and parsed the whole post.
+
+Hits on one tracking link are capped (`push_hit`): at most TRACKING_EVENTS_PER_TOKEN_PER_MINUTE
+are stored per link per clock minute, so a client replaying a pixel or a link cannot flood the
+table. With Redis the count, the cap and the XADD are one Lua call (one round trip, as before);
+in sync mode the count lives in Django's cache (atomic add/incr). Hits over the cap are counted
+under `<stream>:capped` (`capped_count`) and logged once per link and minute. A provider's
+events (webhooks) are not hits and are never capped.
 """
 
 from __future__ import annotations
@@ -84,6 +91,113 @@ def push(records: Sequence[EventRecord]) -> None:
         except Exception:  # any Redis failure: store synchronously instead of losing the hit
             logger.warning("tracking buffer unavailable; storing events directly", exc_info=True)
     _ingest(records)
+
+
+# KEYS: the link's counter for this minute, the stream, the capped total.
+# ARGV: the record's JSON, the cap, the counter's lifetime in seconds.
+# Returns 1 when stored, 0 when over the cap, -1 for the first hit over it (logged once).
+_CAP_SCRIPT = """
+local hits = redis.call('INCR', KEYS[1])
+if hits == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+if hits > tonumber(ARGV[2]) then
+    redis.call('INCR', KEYS[3])
+    if hits == tonumber(ARGV[2]) + 1 then return -1 end
+    return 0
+end
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[1])
+return 1
+"""
+# A minute's counter outlives its minute, so a clock a little ahead on another host still finds it.
+CAP_WINDOW_TTL = 120
+_scripts: dict[str, object] = {}
+
+
+def current_minute() -> int:
+    return int(time.time() // 60)
+
+
+def cap_counter_key(key: str) -> str:
+    return f"{conf.stream_key()}:cap:{current_minute()}:{key}"
+
+
+def capped_total_key() -> str:
+    return f"{conf.stream_key()}:capped"
+
+
+def push_hit(record: EventRecord, *, key: str) -> bool:
+    """Buffer one hit on a tracking link unless the link (`key`) already had its cap of hits this
+    minute. Returns whether the hit was stored; over the cap it is only counted."""
+    limit = conf.events_per_token_per_minute()
+    if limit <= 0 or _collector.get() is not None:
+        push([record])
+        return True
+    if conf.buffer_mode() == conf.BUFFER_REDIS:
+        try:
+            verdict = int(
+                _cap_script()(
+                    keys=[cap_counter_key(key), conf.stream_key(), capped_total_key()],
+                    args=[record.to_json(), limit, CAP_WINDOW_TTL],
+                )
+            )
+        except Exception:  # any Redis failure: store synchronously instead of losing the hit
+            logger.warning("tracking buffer unavailable; storing events directly", exc_info=True)
+        else:
+            if verdict < 0:
+                _log_capped(key, limit)
+            return verdict == 1
+    if _over_cap_in_cache(key, limit):
+        return False
+    _ingest([record])
+    return True
+
+
+def capped_count() -> int:
+    """Hits counted but not stored because their link was over its cap (since the counter began)."""
+    if conf.buffer_mode() == conf.BUFFER_REDIS:
+        return int(client().get(capped_total_key()) or 0)
+    from django.core.cache import cache
+
+    return int(cache.get(capped_total_key()) or 0)
+
+
+def _cap_script():
+    url = conf.redis_url()
+    found = _scripts.get(url)
+    if found is None:
+        # EVALSHA, loading the script once per server (redis-py retries with EVAL on NOSCRIPT).
+        found = _scripts[url] = client().register_script(_CAP_SCRIPT)
+    return found
+
+
+def _over_cap_in_cache(key: str, limit: int) -> bool:
+    from django.core.cache import cache
+
+    counter = cap_counter_key(key)
+    try:
+        cache.add(counter, 0, timeout=CAP_WINDOW_TTL)
+        try:
+            hits = cache.incr(counter)
+        except ValueError:  # expired between add and incr
+            cache.set(counter, 1, timeout=CAP_WINDOW_TTL)
+            hits = 1
+        if hits <= limit:
+            return False
+        cache.add(capped_total_key(), 0, timeout=None)
+        cache.incr(capped_total_key())
+    except Exception:  # a counter that cannot be kept never costs a hit
+        logger.warning("tracking cap counter unavailable; storing the hit", exc_info=True)
+        return False
+    if hits == limit + 1:
+        _log_capped(key, limit)
+    return True
+
+
+def _log_capped(key: str, limit: int) -> None:
+    security_logger.warning(
+        "tracking link over its cap of %s hits a minute; further hits this minute are counted, not stored",
+        limit,
+        extra={"link": key},
+    )
 
 
 def _append(records: Sequence[EventRecord]) -> None:

@@ -10,6 +10,9 @@ TRACKING_FLUSH_SECONDS          How long one flush task keeps draining the strea
 TRACKING_RECLAIM_IDLE_SECONDS   Entries read but not acknowledged for this long (their worker died)
                                 are taken over by the next flush. Default 60.
 TRACKING_GUARD_CACHE_SECONDS    How long a computed complaint-rate verdict is reused. Default 60.
+TRACKING_EVENTS_PER_TOKEN_PER_MINUTE
+                                Opens or clicks stored per tracking link per clock minute; more are
+                                counted, not stored. 0 turns the cap off. Default 20.
 """
 
 from __future__ import annotations
@@ -52,3 +55,7 @@ def reclaim_idle_seconds() -> float:
 
 def guard_cache_seconds() -> int:
     return int(getattr(settings, "TRACKING_GUARD_CACHE_SECONDS", 60))
+
+
+def events_per_token_per_minute() -> int:
+    return int(getattr(settings, "TRACKING_EVENTS_PER_TOKEN_PER_MINUTE", 20))

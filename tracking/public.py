@@ -7,7 +7,9 @@
     GET /v/<token>         the message as sent, without tracking
 
 A token that does not verify is a 404 and records nothing. The pixel and the redirect do no
-database work: they verify the token, append one record to the buffer and answer. The
+database work: they verify the token, append one record to the buffer and answer. Hits on one
+link beyond TRACKING_EVENTS_PER_TOKEN_PER_MINUTE are counted, not stored (`buffer.push_hit`);
+the answer is the same GIF or redirect either way, so a replaying client learns nothing. The
 unsubscribe POST needs no login, no CSRF token and no cookie (mail clients post it blind),
 is idempotent and answers 200; a GET never changes anything.
 """
@@ -22,8 +24,8 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
-from rest_framework.throttling import BaseThrottle
 
+from config.clientip import client_ip as config_client_ip
 from tracking import buffer, selectors, services, tokens
 from tracking.models import EventType
 from tracking.records import EventRecord, clean_ip, hit_key
@@ -36,8 +38,8 @@ NOT_FOUND = "This link is not valid."
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The client's address, honouring NUM_PROXIES like the API's throttles do."""
-    return clean_ip(BaseThrottle().get_ident(request))
+    """The client's address as every limit reads it (X-Forwarded-For only through NUM_PROXIES), if valid."""
+    return clean_ip(config_client_ip(request))
 
 
 def _record(request: HttpRequest, **fields) -> EventRecord:
@@ -64,7 +66,7 @@ def open_pixel(request: HttpRequest, token: str) -> HttpResponse:
         message_id = tokens.read_message_token("open", token)
     except tokens.BadToken:
         return HttpResponseNotFound(NOT_FOUND, content_type="text/plain")
-    buffer.push([_record(request, type=EventType.OPENED, message_id=message_id)])
+    buffer.push_hit(_record(request, type=EventType.OPENED, message_id=message_id), key=f"open:{message_id}")
     return _no_store(HttpResponse(PIXEL, content_type="image/gif"))
 
 
@@ -77,8 +79,9 @@ def click(request: HttpRequest, token: str) -> HttpResponse:
     parts = urlsplit(link.url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc or any(c in link.url for c in "\r\n"):
         return HttpResponseNotFound(NOT_FOUND, content_type="text/plain")
-    buffer.push(
-        [_record(request, type=EventType.CLICKED, message_id=link.message_id, url=link.url, link_index=link.link_index)]
+    buffer.push_hit(
+        _record(request, type=EventType.CLICKED, message_id=link.message_id, url=link.url, link_index=link.link_index),
+        key=f"click:{link.message_id}:{link.link_index}",
     )
     response = _no_store(HttpResponseRedirect(link.url))
     response["Referrer-Policy"] = "no-referrer"

@@ -1,7 +1,9 @@
 import base64
+from contextlib import contextmanager
 
 import pytest
 from django.conf import settings as django_settings
+from django.test import override_settings
 
 from tracking import buffer
 
@@ -17,6 +19,14 @@ def _tracking_urls_and_providers(settings):
         "WEBHOOK_SECRET": f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}",
         "MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_SIGNING_KEY,
     }
+
+
+@contextmanager
+def provider(path: str):
+    """The installation configured for the provider of an /anymail/<esp>/... path: only the
+    configured provider's webhooks are mounted."""
+    with override_settings(ANYMAIL_ESP_NAME=path.split("/")[2]):
+        yield
 
 
 def basic_auth(user: str = WEBHOOK_USER, password: str = WEBHOOK_PASSWORD) -> str:

@@ -401,3 +401,93 @@ def sparkpost_event(event_type: str, transmission_id: str, email: str, **fields:
         event["target_link_url"] = "https://shop.example.com/sale"
     event.update(fields)
     return {"msys": {event_class: event}}
+
+
+# --- inbound (replies) ---------------------------------------------------------------------------------
+
+
+def reply_mime(*, to: str, in_reply_to: str) -> str:
+    return (
+        "From: Ana <ana@example.net>\r\n"
+        f"To: {to}\r\n"
+        "Subject: Re: Our autumn sale\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@mail.example.net>\r\n"
+        f"In-Reply-To: {in_reply_to}\r\n"
+        f"References: {in_reply_to}\r\n"
+        "Date: Fri, 1 Aug 2026 16:45:32 -0400\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "\r\n"
+        "Yes please, call me.\r\n"
+    )
+
+
+def ses_inbound(raw_mime: str, *, to: str) -> dict[str, Any]:
+    """An SES receipt rule's SNS action: the message itself in "content"."""
+    now = iso_now()
+    return {
+        "notificationType": "Received",
+        "mail": {
+            "timestamp": now,
+            "source": "ana@example.net",
+            "messageId": uuid.uuid4().hex,
+            "destination": [to],
+            "headersTruncated": False,
+            "headers": [{"name": "From", "value": "Ana <ana@example.net>"}, {"name": "To", "value": to}],
+            "commonHeaders": {"from": ["Ana <ana@example.net>"], "to": [to], "subject": "Re: Our autumn sale"},
+        },
+        "receipt": {
+            "timestamp": now,
+            "processingTimeMillis": 312,
+            "recipients": [to],
+            "spamVerdict": {"status": "PASS"},
+            "virusVerdict": {"status": "PASS"},
+            "spfVerdict": {"status": "PASS"},
+            "dkimVerdict": {"status": "PASS"},
+            "dmarcVerdict": {"status": "PASS"},
+            "action": {
+                "type": "SNS",
+                "topicArn": "arn:aws:sns:eu-west-1:123456789012:ses-inbound",
+                "encoding": "UTF8",
+            },
+        },
+        "content": raw_mime,
+    }
+
+
+def sparkpost_relay(raw_mime: str, *, to: str) -> list[dict[str, Any]]:
+    """SparkPost's inbound relay webhook: a batch of relay_message events."""
+    return [
+        {
+            "msys": {
+                "relay_message": {
+                    "content": {
+                        "email_rfc822": raw_mime,
+                        "email_rfc822_is_base64": False,
+                        "headers": [{"Subject": "Re: Our autumn sale"}],
+                        "subject": "Re: Our autumn sale",
+                        "text": "Yes please, call me.",
+                        "to": [to],
+                    },
+                    "customer_id": "1337",
+                    "friendly_from": "ana@example.net",
+                    "msg_from": "ana@example.net",
+                    "protocol": "smtp",
+                    "rcpt_to": to,
+                    "webhook_id": "639109161937011611",
+                }
+            }
+        }
+    ]
+
+
+def mailgun_inbound(raw_mime: str, *, to: str, key: str = MAILGUN_SIGNING_KEY) -> dict[str, str]:
+    """Mailgun's route forwarding to a URL containing "mime": a signed form with the raw message."""
+    signature = mailgun_signed({}, key=key)["signature"]
+    return {
+        "recipient": to,
+        "sender": "ana@example.net",
+        "from": "Ana <ana@example.net>",
+        "subject": "Re: Our autumn sale",
+        "body-mime": raw_mime,
+        **signature,
+    }

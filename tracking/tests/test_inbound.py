@@ -8,19 +8,20 @@ from campaigns.models import MessageStatus
 from tracking import tokens
 from tracking.models import EventType, MessageEvent
 from tracking.tests import payloads
-from tracking.tests.conftest import basic_auth
+from tracking.tests.conftest import basic_auth, provider
 from tracking.tests.factories import SentMessageFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def post_inbound(client, body):
-    return client.post(
-        "/anymail/postmark/inbound/",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=basic_auth(),
-    )
+    with provider("/anymail/postmark/inbound/"):
+        return client.post(
+            "/anymail/postmark/inbound/",
+            data=json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=basic_auth(),
+        )
 
 
 def test_a_reply_is_matched_by_in_reply_to(client, flush):

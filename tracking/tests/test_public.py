@@ -299,3 +299,81 @@ def test_view_in_browser_shows_the_message_untracked(client):
     assert not MessageEvent.objects.exists()
     unsent = SentMessageFactory(campaign=campaign, status=M.QUEUED, sent_at=None)
     assert client.get(path_of(tokens.view_url(unsent.pk))).status_code == 404
+
+
+# --- limits ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=[conf.BUFFER_SYNC, conf.BUFFER_REDIS])
+def buffer_mode(request, settings, monkeypatch):
+    """Both buffers, within one clock minute (the cap counts per link per minute)."""
+    if request.param == conf.BUFFER_REDIS and not settings.REDIS_URL:
+        pytest.skip("the Redis stream buffer needs REDIS_URL")
+    settings.TRACKING_BUFFER = request.param
+    monkeypatch.setattr(buffer, "current_minute", lambda: 29_000_000)
+    return request.param
+
+
+def test_opens_of_one_link_beyond_the_cap_are_counted_not_stored(client, flush, settings, buffer_mode):
+    cap = settings.TRACKING_EVENTS_PER_TOKEN_PER_MINUTE
+    assert cap == 20  # the documented default
+    message, other = SentMessageFactory(), SentMessageFactory()
+    url = path_of(tokens.open_url(message.pk))
+
+    responses = [client.get(url, HTTP_USER_AGENT=BROWSER) for _ in range(100)]
+    other_response = client.get(path_of(tokens.open_url(other.pk)), HTTP_USER_AGENT=BROWSER)
+    flush()
+
+    # The same GIF whether stored or not: a replaying client cannot tell.
+    assert {(r.status_code, r.content, r["Content-Type"]) for r in responses} == {(200, PIXEL, "image/gif")}
+    assert all("no-store" in r["Cache-Control"] for r in responses)
+    assert MessageEvent.objects.filter(message=message, type=EventType.OPENED).count() == cap
+    assert buffer.capped_count() == 100 - cap
+    assert other_response.status_code == 200
+    assert MessageEvent.objects.filter(message=other, type=EventType.OPENED).count() == 1  # another link is unaffected
+
+
+def test_a_capped_click_still_redirects(client, flush, settings, buffer_mode):
+    settings.TRACKING_EVENTS_PER_TOKEN_PER_MINUTE = 3
+    message = SentMessageFactory()
+    url = path_of(tokens.click_url(message.pk, 0, "https://shop.example.com/sale"))
+    other_link = path_of(tokens.click_url(message.pk, 1, "https://shop.example.com/shoes"))
+
+    responses = [client.get(url, HTTP_USER_AGENT=BROWSER) for _ in range(10)]
+    other = client.get(other_link, HTTP_USER_AGENT=BROWSER)
+    flush()
+
+    assert {(r.status_code, r["Location"]) for r in responses} == {(302, "https://shop.example.com/sale")}
+    assert other.status_code == 302
+    clicks = MessageEvent.objects.filter(message=message, type=EventType.CLICKED)
+    assert sorted(clicks.values_list("link_index", flat=True)) == [0, 0, 0, 1]
+    assert buffer.capped_count() == 7
+
+
+def test_the_cap_starts_again_the_next_minute(client, flush, settings, buffer_mode, monkeypatch):
+    settings.TRACKING_EVENTS_PER_TOKEN_PER_MINUTE = 2
+    message = SentMessageFactory()
+    url = path_of(tokens.open_url(message.pk))
+
+    for _ in range(5):
+        client.get(url, HTTP_USER_AGENT=BROWSER)
+    monkeypatch.setattr(buffer, "current_minute", lambda: 29_000_001)
+    for _ in range(5):
+        client.get(url, HTTP_USER_AGENT=BROWSER)
+    flush()
+
+    assert MessageEvent.objects.filter(message=message).count() == 4
+
+
+def test_a_forged_forwarded_for_header_is_not_the_stored_address(client, flush):
+    message = SentMessageFactory()
+
+    client.get(
+        path_of(tokens.open_url(message.pk)),
+        HTTP_USER_AGENT=BROWSER,
+        REMOTE_ADDR="203.0.113.77",
+        HTTP_X_FORWARDED_FOR="198.51.100.9",
+    )
+    flush()
+
+    assert MessageEvent.objects.get(message=message).ip == "203.0.113.0"  # REMOTE_ADDR's, anonymized

@@ -10,7 +10,7 @@ from campaigns.tests.factories import CampaignFactory
 from contacts.models import ContactStatus, Suppression, SuppressionReason
 from tracking.models import EventType, MessageEvent
 from tracking.tests import payloads
-from tracking.tests.conftest import basic_auth
+from tracking.tests.conftest import basic_auth, provider
 from tracking.tests.factories import SentMessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,8 @@ M = MessageStatus
 def post(client, path, body, *, auth=None, **headers):
     if auth is not False:
         headers["HTTP_AUTHORIZATION"] = auth or basic_auth()
-    return client.post(path, data=json.dumps(body), content_type="application/json", **headers)
+    with provider(path):
+        return client.post(path, data=json.dumps(body), content_type="application/json", **headers)
 
 
 def postmark(client, body, **kwargs):
