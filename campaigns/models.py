@@ -166,6 +166,13 @@ class Message(models.Model):
                 name="campaigns_message_provider_id",
             ),
             models.Index(fields=["contact", "campaign"], name="campaigns_message_contact"),
+            # Dispatch settles expired leases every few seconds: only claimed and sending rows are in
+            # the index, so the check reads a handful of entries, not the whole table.
+            models.Index(
+                fields=["lease_until"],
+                condition=Q(status__in=[MessageStatus.CLAIMED, MessageStatus.SENDING]),
+                name="campaigns_message_leased",
+            ),
         ]
 
     def __str__(self) -> str:
