@@ -24,6 +24,9 @@ urlpatterns = [
     path("health", health, name="health"),
 ]
 
+# Unknown /api/ routes and malformed ids answer {"detail": ...} as API.md says, never an HTML page.
+handler404 = "config.api.not_found"
+
 admin.site.site_header = "Campaign Central"
 admin.site.site_title = "Campaign Central"
 admin.site.index_title = "Back office"

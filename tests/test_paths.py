@@ -74,3 +74,18 @@ def test_another_organizations_ids_answer_404_on_both_forms(member_client):
         for form in both_forms(path):
             response = getattr(client, method)(form, {}, format="json")
             assert response.status_code == 404, (method, form, response.status_code)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/nope/", "/api/v1/contacts/not-an-id/", "/api/v2/contacts/"])
+def test_unknown_api_routes_and_malformed_ids_answer_json_404(member_client, path):
+    client, _user, _organization = member_client("owner")
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"detail": "Not found."}
+
+
+def test_unknown_pages_outside_the_api_stay_html(client):
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
