@@ -139,6 +139,7 @@ def test_a_reader_failure_midway_rolls_back_what_the_writer_wrote(org, monkeypat
     assert not Contact.objects.filter(organization=org).exists()
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the writer has a thread of its own on PostgreSQL only")
 def test_a_writer_that_stalls_fails_the_job_and_commits_nothing_later(org, monkeypatch, settings):
     settings.IMPORT_STALL_SECONDS = 1
     write = ChunkWriter.write
@@ -160,6 +161,7 @@ def test_a_writer_that_stalls_fails_the_job_and_commits_nothing_later(org, monke
     assert job.status == ImportStatus.FAILED
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the writer has a thread of its own on PostgreSQL only")
 def test_a_reader_that_stalls_fails_the_job(org, monkeypatch, settings):
     settings.IMPORT_STALL_SECONDS = 1
     read_chunks = importer.read_chunks
@@ -185,6 +187,7 @@ def test_a_good_file_still_imports_in_the_writer_thread(org):
     assert Contact.objects.filter(organization=org).count() == 12_000
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the writer has a thread of its own on PostgreSQL only")
 def test_a_writer_stuck_on_a_row_lock_fails_the_job_instead_of_waiting(org, settings):
     """Another transaction holds a contact the file updates: the upsert would wait for it forever."""
     from contacts.tests.factories import ContactFactory
