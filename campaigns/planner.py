@@ -312,12 +312,24 @@ def _is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+# Upper bounds of the throttle settings: beyond them a plan would run past any calendar (a week
+# between two messages of one domain is already more than any real throttle asks for).
+THROTTLE_MAXIMUMS = {
+    "per_domain_interval_minutes": 7 * 24 * 60,
+    "max_per_hour": 10_000_000,
+    "per_recipient_domain_per_minute": 1_000_000,
+}
+
+
 def _optional_positive_int(throttle: Mapping[str, Any], key: str) -> int | None:
     value = throttle.get(key)
     if value is None:
         return None
     if not _is_positive_int(value):
         raise PlanSettingsError(f"throttle.{key}", "must be a positive whole number or null")
+    maximum = THROTTLE_MAXIMUMS[key]
+    if value > maximum:
+        raise PlanSettingsError(f"throttle.{key}", f"must be at most {maximum:,}")
     return value
 
 

@@ -685,6 +685,10 @@ def test_from_api_window_end_24_00_is_midnight_and_days_default_to_every_day():
         (None, {"per_domain_interval_minutes": 0}, "throttle.per_domain_interval_minutes"),
         (None, {"per_domain_interval_minutes": 2.5}, "throttle.per_domain_interval_minutes"),
         (None, {"per_recipient_domain_per_minute": "10"}, "throttle.per_recipient_domain_per_minute"),
+        (None, {"per_domain_interval_minutes": 10**12}, "throttle.per_domain_interval_minutes"),
+        (None, {"per_domain_interval_minutes": 7 * 24 * 60 + 1}, "throttle.per_domain_interval_minutes"),
+        (None, {"max_per_hour": 10**15}, "throttle.max_per_hour"),
+        (None, {"per_recipient_domain_per_minute": 10**12}, "throttle.per_recipient_domain_per_minute"),
         ("every day", None, "schedule"),
         (None, [20], "throttle"),
     ],
@@ -695,6 +699,13 @@ def test_from_api_rejects_bad_values_naming_the_field(schedule, throttle, field)
 
     assert caught.value.field == field
     assert caught.value.message
+
+
+def test_the_largest_throttles_still_plan():
+    settings = from_api(
+        throttle={"per_domain_interval_minutes": 7 * 24 * 60, "max_per_hour": 10_000_000},
+    )
+    assert settings.per_domain_interval == timedelta(days=7)
 
 
 def test_from_api_error_message_is_readable():
