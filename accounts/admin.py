@@ -4,7 +4,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
 
 from accounts import services
-from accounts.models import Membership, Organization, Role, User
+from accounts.models import AuditEvent, Membership, Organization, Role, User
 from accounts.tenancy import Area, ServiceErrorsAdminMixin, TenantAdminMixin, admin_organization_ids
 
 
@@ -204,3 +204,39 @@ class UserAdmin(DjangoUserAdmin):
 
     def has_view_permission(self, request, obj=None):
         return request.user.is_superuser or bool(admin_organization_ids(request.user, Area.MEMBERS, write=False))
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(TenantAdminMixin, admin.ModelAdmin):
+    """The audit trail, read only: the services write it, nobody adds, edits or deletes a row here.
+    Owners and admins see their organizations' events (superusers every organization's)."""
+
+    permission_area = Area.AUDIT
+    list_display = ["created_at", "action", "actor_email", "object_type", "object_repr", "organization"]
+    list_filter = ["action", "object_type", "organization"]
+    search_fields = ["object_id", "object_repr", "actor_email", "request_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["organization"]
+    show_full_result_count = False
+    fields = [
+        "created_at",
+        "organization",
+        "action",
+        "actor",
+        "actor_email",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "changes",
+        "request_id",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -143,3 +143,52 @@ class TenantModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class AuditEventQuerySet(TenantQuerySet):
+    """The audit trail is append-only: rows are written by `accounts.audit.audit_record` and never
+    changed or removed through the ORM. (Deleting an organization or a user still cascades: Django's
+    collector goes through the base manager, not this queryset.)"""
+
+    def update(self, **kwargs):
+        raise TypeError("Audit events are append-only.")
+
+    def delete(self):
+        raise TypeError("Audit events are append-only.")
+
+
+class AuditEvent(TenantModel):
+    """Who did what to which object, when, and in which request: one row per action that matters."""
+
+    id = models.BigAutoField(primary_key=True)
+    # The (organization, -created_at) index below serves the foreign key too.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    actor = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="Empty for the system."
+    )
+    # Kept when the user is deleted later, so the trail still says who it was.
+    actor_email = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=64, help_text='What happened, e.g. "campaign.launched".')
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True, help_text="Before/after summary of what changed.")
+    request_id = models.CharField(max_length=80, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="accounts_audit_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type} {self.object_repr or self.object_id}".strip()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("Audit events are append-only.")

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts import services
-from accounts.models import Membership, Organization, Role, User
+from accounts.models import AuditEvent, Membership, Organization, Role, User
+from config.validation import BoundedDateField
 
 
 class OrganizationSerializer(serializers.ModelSerializer):
@@ -106,3 +108,55 @@ class RefreshSerializer(TokenRefreshSerializer):
             refresh.outstand()
             data["refresh"] = str(refresh)
         return data
+
+
+class AuditActorSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="actor_id", allow_null=True)
+    email = serializers.CharField(source="actor_email")
+
+
+class AuditObjectSerializer(serializers.Serializer):
+    type = serializers.CharField(source="object_type")
+    id = serializers.CharField(source="object_id")
+    repr = serializers.CharField(source="object_repr")
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    """One entry of the audit trail. `actor` is null for the system; after the user is deleted
+    its id is null and the email stays."""
+
+    id = serializers.CharField(read_only=True)
+    actor = serializers.SerializerMethodField()
+    object = AuditObjectSerializer(source="*", read_only=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "action", "actor", "object", "changes", "request_id", "created_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(AuditActorSerializer(allow_null=True))
+    def get_actor(self, event: AuditEvent) -> dict | None:
+        if event.actor_id is None and not event.actor_email:
+            return None
+        return AuditActorSerializer(event).data
+
+
+class AuditQuerySerializer(serializers.Serializer):
+    """The list's filters; `from` and `to` are days in the organization's time zone."""
+
+    action = serializers.CharField(required=False, max_length=64)
+    object_type = serializers.CharField(required=False, max_length=64)
+    object_id = serializers.CharField(required=False, max_length=64)
+    actor = serializers.UUIDField(required=False)
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # Python keywords, so not declarable as attributes.
+        fields["from"] = BoundedDateField(required=False)
+        fields["to"] = BoundedDateField(required=False)
+        return fields
+
+    def validate(self, attrs):
+        if attrs.get("from") and attrs.get("to") and attrs["from"] > attrs["to"]:
+            raise serializers.ValidationError({"from": ["Must be on or before to."]})
+        return attrs

@@ -14,6 +14,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.audit import audit_record
 from accounts.models import Membership, Organization, Role, User
 from config.errors import ConflictError
 
@@ -75,6 +76,14 @@ def member_invite(*, organization: Organization, email: str, role: str, by: User
         if Membership.objects.filter(organization=organization, user=user).exists():
             raise ValidationError({"email": ["This user is already a member of the organization."]})
         membership = Membership.objects.create(organization=organization, user=user, role=role, invited_by=by)
+        audit_record(
+            organization=organization,
+            by=by,
+            action="member.invited",
+            obj=membership,
+            object_repr=user.email,
+            changes={"after": {"email": user.email, "role": role}},
+        )
         transaction.on_commit(lambda: send_invitation_task.delay(membership_id=str(membership.pk)))
     logger.info("member invited", extra={"membership_id": str(membership.pk), "role": role})
     return membership
@@ -90,8 +99,17 @@ def member_change_role(*, membership: Membership, role: str, by: User) -> Member
         if membership.role == Role.OWNER:
             _check_role_grant(organization=membership.organization, role=Role.OWNER, by=by)
             _ensure_another_owner(membership)
+        before = membership.role
         membership.role = role
         membership.save(update_fields=["role", "updated_at"])
+        audit_record(
+            organization=membership.organization_id,
+            by=by,
+            action="member.role_changed",
+            obj=membership,
+            object_repr=membership.user.email,
+            changes={"before": {"role": before}, "after": {"role": role}},
+        )
     return membership
 
 
@@ -102,6 +120,14 @@ def member_remove(*, membership: Membership, by: User) -> None:
         if membership.role == Role.OWNER:
             _check_role_grant(organization=membership.organization, role=Role.OWNER, by=by)
             _ensure_another_owner(membership)
+        audit_record(
+            organization=membership.organization_id,
+            by=by,
+            action="member.removed",
+            obj=membership,
+            object_repr=membership.user.email,
+            changes={"before": {"email": membership.user.email, "role": membership.role}},
+        )
         membership.delete()
 
 

@@ -34,6 +34,7 @@ class Area(StrEnum):
     CALLBACKS = "callbacks"
     MEMBERS = "members"
     ORGANIZATION = "organization"
+    AUDIT = "audit"  # the audit trail, written only by the services
 
 
 _STAFF = frozenset({Role.OWNER, Role.ADMIN})
@@ -50,6 +51,7 @@ ROLE_MATRIX: dict[Area, tuple[frozenset[str], frozenset[str]]] = {
     Area.CALLBACKS: (_EVERYONE, _MARKETERS | {Role.AGENT}),
     Area.MEMBERS: (_STAFF, _STAFF),
     Area.ORGANIZATION: (_EVERYONE, _STAFF),
+    Area.AUDIT: (_STAFF, frozenset()),
 }
 
 

@@ -7,6 +7,7 @@ from accounts import views
 router = SimpleRouter()
 router.trailing_slash = "/?"  # the constructor only knows "/" or ""
 router.register("members", views.MemberViewSet, basename="member")
+router.register("audit", views.AuditEventViewSet, basename="audit-event")
 
 
 def both_forms(route: str, view, name: str) -> list:

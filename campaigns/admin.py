@@ -98,7 +98,7 @@ class CampaignAdmin(TenantModelAdmin):
     def _each(self, request, queryset, service, done: str):
         for campaign in queryset:
             try:
-                service(campaign=campaign)
+                service(campaign=campaign, by=request.user)
             except (ValidationError, DomainError) as exc:
                 message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
                 self.message_user(request, f"{campaign.name}: {message}", messages.ERROR)
@@ -194,12 +194,12 @@ class SendingDomainAdmin(TenantModelAdmin):
         return super().has_delete_permission(request, obj)
 
     def delete_model(self, request, obj):
-        services.sending_domain_delete(sending_domain=obj)
+        services.sending_domain_delete(sending_domain=obj, by=request.user)
 
     def delete_queryset(self, request, queryset):
         for sending_domain in queryset:
             try:
-                services.sending_domain_delete(sending_domain=sending_domain)
+                services.sending_domain_delete(sending_domain=sending_domain, by=request.user)
             except DomainError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
 

@@ -25,7 +25,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Min
 from django.utils import timezone
 
-from accounts.models import Organization
+from accounts.audit import audit_record
+from accounts.models import Organization, User
 from campaigns import selectors
 from campaigns.models import (
     PENDING_STATUSES,
@@ -342,8 +343,9 @@ def _locked(campaign: Campaign) -> Campaign:
     return Campaign.objects.select_for_update().select_related("organization").get(pk=campaign.pk)
 
 
-def campaign_launch(*, campaign: Campaign, by=None) -> Campaign:
-    """Validate, keep the template version, and start expanding (after commit)."""
+def campaign_launch(*, campaign: Campaign, by: User | None = None) -> Campaign:
+    """Validate, keep the template version, and start expanding (after commit); `by` is recorded in the
+    audit trail as who launched it."""
     from campaigns.tasks import campaign_prepare_task
     from templates_app.services import template_snapshot
 
@@ -369,23 +371,36 @@ def campaign_launch(*, campaign: Campaign, by=None) -> Campaign:
         campaign.launched_at = timezone.now()
         campaign.status_reason = ""
         campaign.save()
+        _audit_status(campaign, by=by, action="campaign.launched", before=S.DRAFT, starts_at=campaign.starts_at)
         campaign_id = str(campaign.pk)
         transaction.on_commit(lambda: campaign_prepare_task.delay(campaign_id=campaign_id))
     logger.info("campaign launched", extra={"campaign_id": campaign_id, "status": campaign.status})
     return campaign
 
 
-def campaign_pause(*, campaign: Campaign, reason: str = "") -> Campaign:
-    """Stop dispatch at once; queued messages stay queued."""
+def _audit_status(campaign: Campaign, *, by: User | None, action: str, before: str, **after: Any) -> None:
+    audit_record(
+        organization=campaign.organization_id,
+        by=by,
+        action=action,
+        obj=campaign,
+        changes={"before": {"status": before}, "after": {"status": campaign.status, **after}},
+    )
+
+
+def campaign_pause(*, campaign: Campaign, by: User | None = None, reason: str = "") -> Campaign:
+    """Stop dispatch at once; queued messages stay queued. `by` is None when the system pauses it."""
     with transaction.atomic():
         campaign = _locked(campaign)
+        before = campaign.status
         transition(campaign, to=S.PAUSED)
         campaign.status_reason = reason[:300]
         campaign.save(update_fields=["status", "status_reason", "updated_at"])
+        _audit_status(campaign, by=by, action="campaign.paused", before=before, reason=campaign.status_reason)
     return campaign
 
 
-def campaign_resume(*, campaign: Campaign) -> Campaign:
+def campaign_resume(*, campaign: Campaign, by: User | None = None) -> Campaign:
     """Go on where the campaign stopped."""
     with transaction.atomic():
         campaign = _locked(campaign)
@@ -395,19 +410,22 @@ def campaign_resume(*, campaign: Campaign) -> Campaign:
         transition(campaign, to=S.SCHEDULED if starts_at > timezone.now() else S.RUNNING)
         campaign.status_reason = ""
         campaign.save(update_fields=["status", "status_reason", "updated_at"])
+        _audit_status(campaign, by=by, action="campaign.resumed", before=S.PAUSED)
     return campaign
 
 
-def campaign_cancel(*, campaign: Campaign) -> Campaign:
+def campaign_cancel(*, campaign: Campaign, by: User | None = None) -> Campaign:
     """Cancel: every message not yet handed to a provider is marked cancelled."""
     with transaction.atomic():
         campaign = _locked(campaign)
+        before = campaign.status
         transition(campaign, to=S.CANCELLED)
         campaign.completed_at = timezone.now()
         campaign.save(update_fields=["status", "completed_at", "updated_at"])
-        Message.objects.filter(
+        cancelled = Message.objects.filter(
             campaign=campaign, status__in=[MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.CLAIMED]
         ).update(status=MessageStatus.CANCELLED, lease_until=None)
+        _audit_status(campaign, by=by, action="campaign.cancelled", before=before, messages_cancelled=cancelled)
     return campaign
 
 
@@ -428,7 +446,7 @@ def campaign_complete_if_done(*, campaign: Campaign) -> bool:
     return True
 
 
-def message_resend(*, message: Message) -> Message:
+def message_resend(*, message: Message, by: User | None = None) -> Message:
     """Send a failed or unknown message again (an explicit operator decision: an unknown message may
     have reached its recipient once already).
 
@@ -444,16 +462,31 @@ def message_resend(*, message: Message) -> Message:
             raise ConflictError("The campaign was cancelled: its messages are not sent any more.")
         if message.status not in (MessageStatus.FAILED, MessageStatus.UNKNOWN):
             raise ConflictError("Only a failed or unknown message can be resent.")
+        campaign_status = campaign.status
         if campaign.status == S.COMPLETED:
             transition(campaign, to=S.RUNNING)
             campaign.completed_at = None
             campaign.status_reason = "Reopened to send a resent message."
             campaign.save(update_fields=["status", "status_reason", "completed_at", "updated_at"])
+        before = {"status": message.status, "attempts": message.attempts, "campaign_status": campaign_status}
         message.status = MessageStatus.QUEUED
         message.scheduled_at = timezone.now()
         message.lease_until = None
         message.attempts = 0
         message.save(update_fields=["status", "scheduled_at", "lease_until", "attempts"])
+        audit_record(
+            organization=campaign.organization_id,
+            by=by,
+            action="message.resent",
+            obj=message,
+            # Not str(message): the trail keeps no recipient address.
+            object_repr=f"message {message.pk} of {campaign.name}",
+            changes={
+                "before": before,
+                "after": {"status": message.status, "attempts": 0, "campaign_status": campaign.status},
+                "campaign": str(campaign.pk),
+            },
+        )
     logger.info(
         "message resent", extra={"message_id": message.pk, "campaign_id": str(campaign.pk), "status": campaign.status}
     )
@@ -772,16 +805,22 @@ def sending_domain_clean(*, organization: Organization, domain: str) -> str:
     return name
 
 
-def sending_domain_add(*, organization: Organization, domain: str, by=None) -> SendingDomain:
+def _audit_domain(sending_domain: SendingDomain, *, by: User | None, action: str, **changes: Any) -> None:
+    audit_record(organization=sending_domain.organization_id, by=by, action=action, obj=sending_domain, changes=changes)
+
+
+def sending_domain_add(*, organization: Organization, domain: str, by: User | None = None) -> SendingDomain:
     """Add a domain to the organization's list, pending verification; raises ValidationError on `domain`."""
     with transaction.atomic():
         name = sending_domain_clean(organization=organization, domain=domain)
         try:
             with transaction.atomic():
-                return SendingDomain.objects.create(organization=organization, domain=name, created_by=by)
+                sending_domain = SendingDomain.objects.create(organization=organization, domain=name, created_by=by)
         except IntegrityError:
             # Added by a parallel request meanwhile.
             raise ValidationError({"domain": [f"{name} is already in this organization's sending domains."]}) from None
+        _audit_domain(sending_domain, by=by, action="sending_domain.added", after={"status": sending_domain.status})
+    return sending_domain
 
 
 def _txt_check(sending_domain: SendingDomain) -> str:
@@ -800,7 +839,7 @@ def _txt_check(sending_domain: SendingDomain) -> str:
     return f'No TXT record "{expected}" was found at {names}. DNS changes can take a while to show.'
 
 
-def sending_domain_verify(*, sending_domain: SendingDomain, by=None) -> SendingDomain:
+def sending_domain_verify(*, sending_domain: SendingDomain, by: User | None = None) -> SendingDomain:
     """Check the domain's DNS TXT record and mark it verified when it is there; the outcome is recorded.
     Raises ValidationError on `domain` (after recording) when the record is not found."""
     if sending_domain.status == SendingDomainStatus.VERIFIED:
@@ -812,11 +851,19 @@ def sending_domain_verify(*, sending_domain: SendingDomain, by=None) -> SendingD
         sending_domain.last_check_error = problem[:500]
         fields = ["last_checked_at", "last_check_error"]
         if not problem and sending_domain.status != SendingDomainStatus.VERIFIED:
+            before = sending_domain.status
             sending_domain.status = SendingDomainStatus.VERIFIED
             sending_domain.method = VerificationMethod.DNS
             sending_domain.verified_at = sending_domain.last_checked_at
             sending_domain.verified_by = by if getattr(by, "pk", None) else None
             fields += ["status", "method", "verified_at", "verified_by"]
+            _audit_domain(
+                sending_domain,
+                by=by,
+                action="sending_domain.verified",
+                before={"status": before},
+                after={"status": sending_domain.status, "method": sending_domain.method},
+            )
         sending_domain.save(update_fields=fields)
     logger.info(
         "sending domain checked",
@@ -831,7 +878,7 @@ def sending_domain_verify(*, sending_domain: SendingDomain, by=None) -> SendingD
     return sending_domain
 
 
-def sending_domain_confirm(*, sending_domain: SendingDomain, by) -> SendingDomain:
+def sending_domain_confirm(*, sending_domain: SendingDomain, by: User) -> SendingDomain:
     """Mark a domain verified without a DNS check: the platform operator (a superuser) vouches for it.
 
     An organization's own owners cannot do this: anyone can register an organization, so its owner's
@@ -844,16 +891,24 @@ def sending_domain_confirm(*, sending_domain: SendingDomain, by) -> SendingDomai
         sending_domain = SendingDomain.objects.select_for_update().get(pk=sending_domain.pk)
         if sending_domain.status == SendingDomainStatus.VERIFIED:
             return sending_domain
+        before = sending_domain.status
         sending_domain.status = SendingDomainStatus.VERIFIED
         sending_domain.method = VerificationMethod.ADMIN
         sending_domain.verified_at = timezone.now()
         sending_domain.verified_by = by
         sending_domain.save(update_fields=["status", "method", "verified_at", "verified_by"])
+        _audit_domain(
+            sending_domain,
+            by=by,
+            action="sending_domain.confirmed",
+            before={"status": before},
+            after={"status": sending_domain.status, "method": sending_domain.method},
+        )
     logger.info("sending domain confirmed", extra={"domain": sending_domain.domain, "by": by.pk})
     return sending_domain
 
 
-def sending_domain_delete(*, sending_domain: SendingDomain) -> None:
+def sending_domain_delete(*, sending_domain: SendingDomain, by: User | None = None) -> None:
     """Remove a domain from the list; refused (409) while a launched campaign sends from it."""
     with transaction.atomic():
         sending_domain = SendingDomain.objects.select_for_update().get(pk=sending_domain.pk)
@@ -862,4 +917,5 @@ def sending_domain_delete(*, sending_domain: SendingDomain) -> None:
             raise ConflictError(
                 f"{sending_domain.domain} is a sending domain of campaigns still under way: {', '.join(users[:5])}."
             )
+        _audit_domain(sending_domain, by=by, action="sending_domain.deleted", before={"status": sending_domain.status})
         sending_domain.delete()

@@ -71,17 +71,17 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     @extend_schema(request=None, responses={200: CampaignSerializer})
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
-        return self._respond(services.campaign_pause(campaign=self.get_object()))
+        return self._respond(services.campaign_pause(campaign=self.get_object(), by=request.user))
 
     @extend_schema(request=None, responses={200: CampaignSerializer})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._respond(services.campaign_resume(campaign=self.get_object()))
+        return self._respond(services.campaign_resume(campaign=self.get_object(), by=request.user))
 
     @extend_schema(request=None, responses={200: CampaignSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return self._respond(services.campaign_cancel(campaign=self.get_object()))
+        return self._respond(services.campaign_cancel(campaign=self.get_object(), by=request.user))
 
     @extend_schema(request=TestSendSerializer, responses={202: None})
     @action(detail=True, methods=["post"], url_path="test-send")
@@ -130,7 +130,7 @@ class MessageViewSet(TenantScopedViewMixin, mixins.ListModelMixin, mixins.Retrie
     def resend(self, request, pk=None):
         """Queue a failed or unknown message again (409 for any other status, or a cancelled campaign).
         A completed campaign runs again until the message is sent."""
-        message = services.message_resend(message=self.get_object())
+        message = services.message_resend(message=self.get_object(), by=request.user)
         return Response(MessageSerializer(self.get_queryset().get(pk=message.pk)).data)
 
 
@@ -157,7 +157,7 @@ class SendingDomainViewSet(
         )
 
     def perform_destroy(self, instance):
-        services.sending_domain_delete(sending_domain=instance)
+        services.sending_domain_delete(sending_domain=instance, by=self.request.user)
 
     @extend_schema(request=None, responses={200: SendingDomainSerializer})
     @action(detail=True, methods=["post"])

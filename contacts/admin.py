@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import StreamingHttpResponse
 from django.utils.html import format_html, format_html_join
@@ -173,11 +174,11 @@ class ContactAdmin(AudienceAdmin):
         _copy_saved(obj, saved)
 
     def delete_model(self, request, obj):
-        services.contact_erase(contact=obj)
+        services.contact_erase(contact=obj, by=request.user)
 
     def delete_queryset(self, request, queryset):
         for contact in queryset.iterator():
-            services.contact_erase(contact=contact)
+            services.contact_erase(contact=contact, by=request.user)
 
     def _by_organization(self, queryset):
         return queryset.values_list("organization_id", flat=True).distinct()
@@ -228,13 +229,13 @@ class ContactAdmin(AudienceAdmin):
 
     @admin.action(description="Export the selected contacts as CSV")
     def export_csv(self, request, queryset):
-        return csv_export_response(queryset)
+        return csv_export_response(services.contacts_export(contacts=queryset, by=request.user))
 
     @admin.action(description="Erase the selected contacts' personal data (GDPR)")
     def erase(self, request, queryset):
         count = 0
         for contact in queryset.iterator():
-            services.contact_erase(contact=contact)
+            services.contact_erase(contact=contact, by=request.user)
             count += 1
         self.message_user(request, f"Erased {count} contact(s); their addresses stay suppressed.")
 
@@ -355,8 +356,17 @@ class SuppressionAdmin(AudienceAdmin):
             value=form.cleaned_data["value"],
             reason=form.cleaned_data["reason"],
             source="admin",
+            by=request.user,
         )
         _copy_saved(obj, saved)
+
+    def delete_model(self, request, obj):
+        services.suppression_remove(suppression=obj, by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for suppression in queryset.order_by("pk"):
+                services.suppression_remove(suppression=suppression, by=request.user)
 
 
 @admin.register(ContactEvent)

@@ -9,13 +9,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
 
-from accounts.models import Organization
-from contacts import hooks
+from accounts.audit import audit_record
+from accounts.models import Organization, User
+from contacts import hooks, selectors
 from contacts.models import (
     Contact,
     ContactEvent,
@@ -249,13 +250,26 @@ def contact_update(*, contact: Contact, data: dict[str, Any], tags: list[str] | 
     return contact
 
 
-def contact_erase(*, contact: Contact) -> Contact:
+def _contact_label(contact: Contact) -> str:
+    # The trail outlives an erasure, so it names a contact by its id, never by its address.
+    return f"contact {contact.public_id}"
+
+
+def contact_erase(*, contact: Contact, by: User | None = None) -> Contact:
     """GDPR erasure: remove personal data, keep the row for aggregate counts, and keep a
     hashed suppression so the address is never mailed again."""
     with transaction.atomic():
         contact = Contact.objects.select_for_update().get(pk=contact.pk)
         if contact.erased_at:
             return contact
+        audit_record(
+            organization=contact.organization_id,
+            by=by,
+            action="contact.erased",
+            obj=contact,
+            object_repr=_contact_label(contact),
+            changes={"before": {"status": contact.status}, "after": {"status": ContactStatus.UNSUBSCRIBED}},
+        )
         hashes = [
             Suppression(
                 organization_id=contact.organization_id,
@@ -299,6 +313,36 @@ def contact_erase(*, contact: Contact) -> Contact:
     logger.info("contact erased", extra={"contact_id": contact.pk})
     contact.refresh_from_db()
     return contact
+
+
+def contact_export(*, contact: Contact, by: User | None) -> dict[str, Any]:
+    """Everything stored about one contact (a GDPR access request), recorded in the audit trail."""
+    with transaction.atomic():
+        data = selectors.contact_export_data(contact=contact)
+        audit_record(
+            organization=contact.organization_id,
+            by=by,
+            action="contact.exported",
+            obj=contact,
+            object_repr=_contact_label(contact),
+        )
+    return data
+
+
+def contacts_export(*, contacts: QuerySet, by: User | None, file_format: str = "csv") -> QuerySet:
+    """Record a bulk export of `contacts` (one audit event per organization, with the count) and
+    return them in a stable order for streaming."""
+    per_organization = contacts.order_by().values("organization_id").annotate(n=Count("pk"))
+    with transaction.atomic():
+        for row in per_organization:
+            audit_record(
+                organization=row["organization_id"],
+                by=by,
+                action="contacts.exported",
+                object_type="contact",
+                changes={"after": {"count": row["n"], "format": file_format}},
+            )
+    return contacts.order_by("pk")
 
 
 def _suppress_if_erased(*, organization_id, email: str, source: str) -> None:
@@ -381,10 +425,30 @@ def suppression_normalize(*, kind: str, value: str) -> str:
         raise ValidationError(str(exc)) from None
 
 
+def _suppression_label(suppression: Suppression) -> str:
+    # A suppressed address is personal data and the trail outlives an erasure: keep only enough
+    # of it to recognize (a domain is kept whole).
+    value = suppression.value
+    if suppression.kind == SuppressionKind.EMAIL:
+        local, _, domain = value.partition("@")
+        value = f"{local[:1]}…@{domain}"
+    elif suppression.kind == SuppressionKind.PHONE:
+        value = f"…{value[-4:]}"
+    elif suppression.kind != SuppressionKind.DOMAIN:
+        value = value[:12] + "…"
+    return f"{suppression.kind}: {value}"
+
+
 def suppression_add(
-    *, organization_id, kind: str, value: str, reason: str = SuppressionReason.MANUAL, source: str = "api"
+    *,
+    organization_id,
+    kind: str,
+    value: str,
+    reason: str = SuppressionReason.MANUAL,
+    source: str = "api",
+    by: User | None = None,
 ) -> Suppression:
-    """Suppress an address, phone number or domain (idempotent)."""
+    """Suppress an address, phone number or domain (idempotent; only a new suppression is audited)."""
     if kind not in (SuppressionKind.EMAIL, SuppressionKind.PHONE, SuppressionKind.DOMAIN):
         raise ValidationError({"kind": [f"Cannot add a suppression of kind {kind!r}."]})
     try:
@@ -393,10 +457,34 @@ def suppression_add(
         raise ValidationError({kind: exc.messages}) from None
     if reason not in SuppressionReason.values:
         raise ValidationError({"reason": [f"{reason!r} is not a valid reason."]})
-    suppression, _ = Suppression.objects.get_or_create(
-        organization_id=organization_id, kind=kind, value=normalized, defaults={"reason": reason, "source": source}
-    )
+    with transaction.atomic():
+        suppression, created = Suppression.objects.get_or_create(
+            organization_id=organization_id, kind=kind, value=normalized, defaults={"reason": reason, "source": source}
+        )
+        if created:
+            _audit_suppression(suppression, by=by, action="suppression.added", state="after")
     return suppression
+
+
+def _audit_suppression(suppression: Suppression, *, by: User | None, action: str, state: str) -> None:
+    audit_record(
+        organization=suppression.organization_id,
+        by=by,
+        action=action,
+        obj=suppression,
+        object_repr=_suppression_label(suppression),
+        changes={state: {"kind": suppression.kind, "reason": suppression.reason, "source": suppression.source}},
+    )
+
+
+def suppression_remove(*, suppression: Suppression, by: User | None = None) -> None:
+    """Lift a suppression: the address, number or domain may be messaged again."""
+    with transaction.atomic():
+        suppression = Suppression.objects.select_for_update().filter(pk=suppression.pk).first()
+        if suppression is None:
+            return  # removed meanwhile
+        _audit_suppression(suppression, by=by, action="suppression.removed", state="before")
+        suppression.delete()
 
 
 # --- events ------------------------------------------------------------------------------------------

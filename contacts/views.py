@@ -114,17 +114,17 @@ class ContactViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
         serializer.instance = services.contact_update(contact=serializer.instance, data=data, tags=tags)
 
     def perform_destroy(self, instance):
-        services.contact_erase(contact=instance)
+        services.contact_erase(contact=instance, by=self.request.user)
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT}, summary="Everything stored about the contact (GDPR)")
     @action(detail=True, methods=["get"])
     def export(self, request, id=None):
-        return Response(selectors.contact_export_data(contact=self.get_object()))
+        return Response(services.contact_export(contact=self.get_object(), by=request.user))
 
     @extend_schema(request=None, responses={204: None}, summary="Erase the contact's personal data (GDPR)")
     @action(detail=True, methods=["post"])
     def erase(self, request, id=None):
-        services.contact_erase(contact=self.get_object())
+        services.contact_erase(contact=self.get_object(), by=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -286,7 +286,11 @@ class SuppressionViewSet(
             value=data["value"],
             reason=data["reason"],
             source="api",
+            by=self.request.user,
         )
+
+    def perform_destroy(self, instance):
+        services.suppression_remove(suppression=instance, by=self.request.user)
 
 
 class EventViewSet(TenantScopedViewMixin, viewsets.GenericViewSet):
