@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Organization, User
+from config.errors import ConflictError
 from contacts import hooks, selectors
 from contacts.models import (
     Contact,
@@ -483,6 +484,9 @@ def suppression_remove(*, suppression: Suppression, by: User | None = None) -> N
         suppression = Suppression.objects.select_for_update().filter(pk=suppression.pk).first()
         if suppression is None:
             return  # removed meanwhile
+        if suppression.kind in (SuppressionKind.EMAIL_HASH, SuppressionKind.PHONE_HASH):
+            # An erased person asked to be forgotten, and that includes never being messaged again.
+            raise ConflictError("This suppression keeps an erased contact from being messaged; it cannot be lifted.")
         _audit_suppression(suppression, by=by, action="suppression.removed", state="before")
         suppression.delete()
 

@@ -156,6 +156,19 @@ def test_delete_erases_personal_data_and_keeps_a_hashed_suppression(manager):
     assert Suppression.objects.filter(organization=org, kind="email", value="erase@example.com").exists()
 
 
+def test_an_erased_contacts_hashed_suppression_cannot_be_lifted(manager):
+    client, _, org = manager
+    contact = ContactFactory(organization=org, email="gone@example.com")
+    assert client.delete(f"/api/v1/contacts/{contact.public_id}/").status_code == 204
+    hashed = Suppression.objects.get(organization=org, kind="email_hash")
+
+    response = client.delete(f"/api/v1/suppressions/{hashed.pk}/")
+
+    assert response.status_code == 409
+    assert "erased" in response.json()["detail"]
+    assert Suppression.objects.filter(pk=hashed.pk).exists()
+
+
 def test_export_gives_everything_about_the_contact(manager):
     client, _, org = manager
     contact = ContactFactory(
