@@ -1,4 +1,5 @@
-"""Campaign reads: stats, and the senders and sending domains a campaign uses."""
+"""Campaign reads: stats, the senders and sending domains a campaign uses, and what a message
+renders with (its template version and context, for the send path and for view-in-browser)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
-from campaigns.models import Campaign, Message, MessageStatus, SendingDomain, SendingDomainStatus
+from callbacks.tokens import callback_url
+from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus, SendingDomain, SendingDomainStatus
 from contacts.models import Contact, ContactStatus
+from templates_app import rendering
+from templates_app import selectors as template_selectors
+from templates_app.context import contact_context, message_context, organization_context
+from templates_app.models import TemplateVersion
+from tracking import tokens
 
 M = MessageStatus
 # A message counts in every stage it has passed: a clicked message was also delivered and opened.
@@ -243,3 +250,73 @@ def sending_domain_users(*, sending_domain: SendingDomain) -> list[str]:
     return [
         c.name for c in active if isinstance(c.sending_domains, list) and sending_domain.domain in c.sending_domains
     ]
+
+
+# --- what a message renders with -------------------------------------------------------------------
+
+
+def message_template_version(
+    *, campaign: Campaign, step: int = 0, variant: CampaignVariant | None = None
+) -> TemplateVersion | None:
+    """The template version a message of this step and variant is sent with: the follow-up's for
+    step 1, else the A/B variant's, else the campaign's (each snapshotted at launch)."""
+    if step == 1 and campaign.followup_template_version_id:
+        return campaign.followup_template_version
+    if variant is not None and variant.template_version_id:
+        return variant.template_version
+    return campaign.template_version
+
+
+@dataclass(frozen=True)
+class RenderBase:
+    """What the messages of one campaign, step and variant share when they are rendered."""
+
+    version: TemplateVersion
+    source: rendering.TemplateSource
+    organization: dict[str, Any]
+    campaign: dict[str, Any]
+    variables: dict[str, Any]
+    # A signed callback link costs as much as rendering a short template: made only when the
+    # template can read it (its name appears in no source text otherwise).
+    uses_callback: bool
+
+
+def message_render_base(
+    *, campaign: Campaign, step: int = 0, variant: CampaignVariant | None = None
+) -> RenderBase | None:
+    """The shared part of the render context (None when there is no version to render)."""
+    version = message_template_version(campaign=campaign, step=step, variant=variant)
+    if version is None:
+        return None
+    source = template_selectors.version_source(version)
+    texts = [source.subject, source.preheader, source.html_body, source.text_body, *source.layouts.values()]
+    return RenderBase(
+        version=version,
+        source=source,
+        organization=organization_context(campaign.organization),
+        campaign={"id": str(campaign.pk), "name": campaign.name},
+        variables={**(version.variables or {}), **(campaign.variables or {})},
+        uses_callback=any("callback_url" in (text or "") for text in texts),
+    )
+
+
+def message_render_context(*, message: Message, base: RenderBase) -> dict[str, Any]:
+    """The context one message renders with: its contact, its signed unsubscribe, view-in-browser
+    and callback links, and the shared part (`message_render_base` of its campaign, step, variant).
+    Reads message.pk, organization_id, campaign_id and contact."""
+    contact = message.contact
+    return message_context(
+        contact=contact_context(contact),
+        organization=base.organization,
+        campaign=base.campaign,
+        unsubscribe_url=tokens.unsubscribe_url(message.pk),
+        view_in_browser_url=tokens.view_url(message.pk),
+        callback_url=callback_url(
+            organization_id=message.organization_id,
+            contact_public_id=contact.public_id,
+            campaign_id=message.campaign_id,
+        )
+        if base.uses_callback
+        else "",
+        variables=base.variables,
+    )

@@ -493,6 +493,33 @@ def message_resend(*, message: Message, by: User | None = None) -> Message:
     return message
 
 
+# --- message status from tracking -----------------------------------------------------------------
+
+STATUS_CHUNK = 5000  # ids per UPDATE
+
+
+def messages_advance_status(*, message_ids: Iterable[int], to: int, from_statuses: Iterable[int]) -> int:
+    """Move the messages to status `to` where their status is one of `from_statuses`, one UPDATE per
+    5,000 ids; returns how many moved. The caller owns which statuses may move (tracking's
+    forward-only rule, `tracking.rules.movable_from`); the conditional UPDATE makes it race-free."""
+    movable = sorted(set(from_statuses))
+    ids = sorted(set(message_ids))
+    changed = 0
+    for start in range(0, len(ids), STATUS_CHUNK):
+        changed += Message.objects.filter(id__in=ids[start : start + STATUS_CHUNK], status__in=movable).update(
+            status=to
+        )
+    return changed
+
+
+def messages_skip_pending(*, contact_ids: Iterable[int], reason: str) -> int:
+    """Skip the contacts' messages not yet claimed for sending (planned, queued): nothing is sent to
+    someone who left, bounced or complained. Returns how many were skipped."""
+    return Message.objects.filter(
+        contact_id__in=list(contact_ids), status__in=[MessageStatus.PLANNED, MessageStatus.QUEUED]
+    ).update(status=MessageStatus.SKIPPED, lease_until=None, last_error=reason)
+
+
 # --- expansion ---------------------------------------------------------------------------------------
 
 

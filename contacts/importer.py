@@ -46,13 +46,11 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models.functions import Lower
-from django.db.models.lookups import In
 from django.utils import timezone
 
 from config.ids import uuid7_hexes
-from contacts import hooks
-from contacts.models import Contact, ImportJob, ImportRowError, ImportStatus, Tag
+from contacts import hooks, services
+from contacts.models import Contact, ImportJob, ImportRowError, ImportStatus
 from contacts.normalize import (
     InvalidValue,
     address_hash,
@@ -818,16 +816,10 @@ class ChunkWriter:
 
 def _ensure_tags(organization_id, names: dict[str, str]) -> dict[str, uuid.UUID]:
     """Tag ids by lower-cased name, creating the tags that do not exist yet."""
-    wanted = {key.strip().lower(): name.strip() for key, name in names.items() if name.strip()}
-    if not wanted:
-        return {}
-    tags = Tag.objects.filter(organization_id=organization_id).filter(In(Lower("name"), list(wanted)))
-    existing = {t.name.lower(): t.pk for t in tags}
-    missing = [Tag(organization_id=organization_id, name=name) for key, name in wanted.items() if key not in existing]
-    if missing:
-        Tag.objects.bulk_create(missing, ignore_conflicts=True)
-        existing = {t.name.lower(): t.pk for t in tags.all()}
-    return {key: existing[key] for key in wanted if key in existing}
+    tags = services.tags_get_or_create(
+        organization_id=organization_id, names=[name for name in names.values() if name.strip()]
+    )
+    return {tag.name.lower(): tag.pk for tag in tags}
 
 
 # --- the import -------------------------------------------------------------------------------

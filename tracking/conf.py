@@ -9,7 +9,8 @@ TRACKING_FLUSH_BATCH            Entries read, inserted and acknowledged at a tim
 TRACKING_FLUSH_SECONDS          How long one flush task keeps draining the stream. Default 20.
 TRACKING_RECLAIM_IDLE_SECONDS   Entries read but not acknowledged for this long (their worker died)
                                 are taken over by the next flush. Default 60.
-TRACKING_GUARD_CACHE_SECONDS    How long a computed complaint-rate verdict is reused. Default 60.
+TRACKING_GUARD_CACHE_SECONDS    How long a computed complaint-rate verdict is reused (read by
+                                campaigns.guard). Default 60.
 TRACKING_EVENTS_PER_TOKEN_PER_MINUTE
                                 Opens or clicks stored per tracking link per clock minute; more are
                                 counted, not stored. 0 turns the cap off. Default 20.
@@ -51,10 +52,6 @@ def flush_seconds() -> float:
 
 def reclaim_idle_seconds() -> float:
     return float(getattr(settings, "TRACKING_RECLAIM_IDLE_SECONDS", 60))
-
-
-def guard_cache_seconds() -> int:
-    return int(getattr(settings, "TRACKING_GUARD_CACHE_SECONDS", 60))
 
 
 def events_per_token_per_minute() -> int:

@@ -10,12 +10,17 @@ from django.db.models import Count, Q, QuerySet
 
 from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus
 from tracking import tokens
-from tracking.models import EventType, MessageEvent
-from tracking.services import provider_id_variants
+from tracking.models import EventType, MessageEvent, TrackingSettings
 
 M = MessageStatus
 # A message that reached a provider: only these have a page to view or a list to leave.
 SENT_STATUSES = (M.UNKNOWN, M.SENT, M.DELIVERED, M.OPENED, M.CLICKED, M.BOUNCED, M.COMPLAINED)
+
+
+def provider_id_variants(value: str) -> set[str]:
+    """Providers quote message ids with or without <>; we store them as the backend gave them."""
+    bare = value.strip().strip("<>")
+    return {value, bare, f"<{bare}>"} if bare else set()
 
 
 def message_for_link(*, message_id: int) -> Message | None:
@@ -56,6 +61,19 @@ def message_events(*, organization_id, message_id: int) -> QuerySet[MessageEvent
     return MessageEvent.objects.filter(organization_id=organization_id, message_id=message_id).order_by(
         "-occurred_at", "-id"
     )
+
+
+@dataclass(frozen=True)
+class ComplaintLimits:
+    threshold: Decimal  # percent; 0 turns the guard off
+    min_sent: int  # fewer messages than this in the window are too few to judge
+
+
+def complaint_limits(*, organization_id) -> ComplaintLimits:
+    """The organization's complaint-rate threshold and minimum volume (the defaults when it has no
+    tracking settings yet)."""
+    found = TrackingSettings.objects.filter(organization_id=organization_id).first() or TrackingSettings()
+    return ComplaintLimits(threshold=Decimal(found.complaint_rate_threshold), min_sent=found.complaint_min_sent)
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,15 @@ idempotent, in one transaction:
    first human open and click;
 3. INSERT ... ON CONFLICT DO NOTHING RETURNING: only rows that were not there before count
    from here on, so a provider's retry or a replayed buffer entry changes nothing;
-4. move message statuses forward with one UPDATE per target status (`tracking.rules`);
+4. move message statuses forward with one UPDATE per target status (`tracking.rules` decides,
+   `campaigns.services.messages_advance_status` writes);
 5. hard bounces and complaints suppress the address and mark the contact; soft bounces and
    deferrals do once an address reached the organization's limit; provider unsubscribes
    unsubscribe the contact; planned and queued messages to such contacts are skipped;
 6. tell `contacts.hooks` receivers (drips) about replies, unsubscribes, bounces and complaints.
+
+Tracking writes only its own tables: contacts, suppressions and messages change through the
+contacts and campaigns services, each one set-based statement per batch.
 """
 
 from __future__ import annotations
@@ -29,21 +33,15 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from campaigns import services as campaign_services
 from campaigns.models import Campaign, Message, MessageStatus
 from contacts import hooks
-from contacts.models import (
-    Contact,
-    ContactList,
-    ContactStatus,
-    ListMembership,
-    Suppression,
-    SuppressionKind,
-    SuppressionReason,
-)
-from contacts.normalize import InvalidValue, normalize_email
+from contacts import services as contact_services
+from contacts.models import Contact, ContactList, ContactStatus, SuppressionReason
 from tracking import machine, rules
 from tracking.models import EventType, MessageEvent, TrackingSettings
 from tracking.records import EventRecord, anonymize_ip
+from tracking.selectors import provider_id_variants
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +100,6 @@ def _settings_for(organization_ids: set) -> dict[Any, TrackingSettings]:
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def provider_id_variants(value: str) -> set[str]:
-    """Providers quote message ids with or without <>; we store them as the backend gave them."""
-    bare = value.strip().strip("<>")
-    return {value, bare, f"<{bare}>"} if bare else set()
 
 
 def _resolve_messages(records: Sequence[EventRecord]) -> tuple[dict[int, dict], dict[str, dict]]:
@@ -288,12 +280,10 @@ def _apply_statuses(new: Sequence[tuple[EventRecord, MessageEvent, dict | None]]
         target = rules.combined_target(message_targets)
         if target is not None:
             groups[target].append(message_id)
-    changed = 0
-    for target, ids in sorted(groups.items()):
-        movable = sorted(rules.movable_from(target))
-        for chunk in _chunks(sorted(ids), LOOKUP_CHUNK):
-            changed += Message.objects.filter(id__in=chunk, status__in=movable).update(status=target)
-    return changed
+    return sum(
+        campaign_services.messages_advance_status(message_ids=ids, to=target, from_statuses=rules.movable_from(target))
+        for target, ids in sorted(groups.items())
+    )
 
 
 def event_ingest_batch(*, records: Sequence[EventRecord]) -> IngestResult:
@@ -384,31 +374,11 @@ def _soft_bounce_limit_reached(messages: Sequence[dict]) -> list[dict]:
 
 def _suppress(messages: Iterable[dict], *, reason: str) -> int:
     """Put the messages' addresses on their organizations' suppression lists (bulk, idempotent)."""
-    rows = {}
-    for message in messages:
-        try:
-            value = normalize_email(message["to_address"])
-        except InvalidValue:
-            continue
-        rows[(message["organization_id"], value)] = Suppression(
-            organization_id=message["organization_id"],
-            kind=SuppressionKind.EMAIL,
-            value=value,
-            reason=reason,
-            source="tracking",
-        )
-    if rows:
-        Suppression.objects.bulk_create(list(rows.values()), ignore_conflicts=True)
-    return len(rows)
-
-
-# Which statuses each new contact status may replace: a complaint outranks a bounce, both
-# outrank an unsubscribe; nothing goes back to subscribed.
-_REPLACES = {
-    ContactStatus.COMPLAINED: (ContactStatus.SUBSCRIBED, ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED),
-    ContactStatus.BOUNCED: (ContactStatus.SUBSCRIBED, ContactStatus.UNSUBSCRIBED),
-    ContactStatus.UNSUBSCRIBED: (ContactStatus.SUBSCRIBED,),
-}
+    return contact_services.suppressions_add_bulk(
+        addresses=[(message["organization_id"], message["to_address"]) for message in messages],
+        reason=reason,
+        source="tracking",
+    )
 
 
 def _set_contact_status(messages: Sequence[dict], *, to: str, hook: str, reason: str) -> None:
@@ -416,25 +386,10 @@ def _set_contact_status(messages: Sequence[dict], *, to: str, hook: str, reason:
     for message in messages:
         by_org[message["organization_id"]].add(message["contact_id"])
     for organization_id, contact_ids in by_org.items():
-        ids = sorted(contact_ids)
-        changing = list(Contact.objects.filter(pk__in=ids, status__in=_REPLACES[to]).values_list("pk", flat=True))
-        _skip_pending(contact_ids=ids, reason=reason)
-        if not changing:
-            continue
-        Contact.objects.filter(pk__in=changing, status__in=_REPLACES[to]).update(status=to, updated_at=timezone.now())
-        hooks.emit(
-            organization_id=organization_id,
-            name=hook,
-            contacts=Contact.objects.filter(pk__in=changing),
-            properties={"source": "tracking"},
+        campaign_services.messages_skip_pending(contact_ids=sorted(contact_ids), reason=reason)
+        contact_services.contacts_set_status(
+            organization_id=organization_id, contact_ids=contact_ids, status=to, hook=hook
         )
-
-
-def _skip_pending(*, contact_ids: Sequence[int], reason: str) -> int:
-    """Messages not yet claimed for sending are never sent to someone who left, bounced or complained."""
-    return Message.objects.filter(contact_id__in=contact_ids, status__in=[M.PLANNED, M.QUEUED]).update(
-        status=M.SKIPPED, lease_until=None, last_error=reason
-    )
 
 
 # --- unsubscribe ---------------------------------------------------------------------------------
@@ -459,9 +414,9 @@ def message_unsubscribe(
     now = timezone.now()
     with transaction.atomic():
         if scope == UnsubscribeScope.LIST:
-            ListMembership.objects.filter(
-                contact_id=message.contact_id, contact_list__in=lists, unsubscribed_at__isnull=True
-            ).update(unsubscribed_at=now)
+            contact_services.contact_unsubscribe_from_lists(
+                contact_id=message.contact_id, list_ids=[contact_list.pk for contact_list in lists], at=now
+            )
             detail = "lists: " + ", ".join(contact_list.name for contact_list in lists)
         else:
             detail = "everything"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from tracking import buffer, guard
+from tracking import buffer
 
 
 @shared_task(name="tracking.flush", acks_late=True, time_limit=120, soft_time_limit=100, ignore_result=True)
@@ -12,9 +12,3 @@ def flush_task(**_kwargs) -> dict:
     """Move buffered events into the database (beat runs this every couple of seconds)."""
     result = buffer.flush()
     return {"read": result.read, "stored": result.stored, "reclaimed": result.reclaimed, "dead": result.dead}
-
-
-@shared_task(name="tracking.guard", acks_late=True, time_limit=300, soft_time_limit=270, ignore_result=True)
-def guard_task(**_kwargs) -> None:
-    """Pause the campaigns of organizations whose complaint rate is above their threshold."""
-    guard.guard_enforce()

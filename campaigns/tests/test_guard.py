@@ -8,13 +8,14 @@ from django.utils import timezone
 
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory, UserFactory
+from campaigns import guard
 from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus
+from campaigns.tasks import guard_task, guard_task_previous_name
 from campaigns.tests.factories import CampaignFactory
 from conftest import bearer_client
-from tracking import guard, services
+from tracking import services
 from tracking.models import EventType
 from tracking.records import EventRecord, hit_key
-from tracking.tasks import guard_task
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +126,18 @@ def test_the_verdict_is_cached_briefly_for_dispatch():
     cache.clear()
     assert guard.organization_pause_reason(campaign.organization_id) is not None
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.RUNNING  # only the guard task pauses
+
+
+def test_the_task_answers_to_its_earlier_name_and_beat_runs_the_new_one():
+    from celery import current_app
+
+    from config.celery import app
+
+    campaign = campaign_with_complaints(sent=400, complaints=2)
+    assert app.conf.beat_schedule["tracking.guard"]["task"] == guard_task.name == "campaigns.guard"
+    assert guard_task_previous_name.name == "tracking.guard"
+
+    current_app.tasks["tracking.guard"].delay()  # as a task queued before the move arrives
+
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED
