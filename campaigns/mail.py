@@ -1,18 +1,25 @@
-"""Campaign email: the MIME of a campaign message written straight to bytes.
+"""Campaign email: Django's own message, and a faster SMTP backend.
 
-Django's ``EmailMessage.message()`` builds a tree of ``email.message`` objects and
-the SMTP backend serializes it with ``email.generator``; for a campaign message that
-costs more than rendering it. A campaign message has one of two shapes, a text part
-or a multipart/alternative of text and HTML, so ``CampaignEmail.message()`` writes
-those bytes directly, byte for byte what Django would send apart from the MIME
-boundary and header folding (long header lines are legal up to 998 characters).
+A campaign message is a plain ``EmailMultiAlternatives`` (``campaign_email``), so every
+backend builds and reads it the stock way: Anymail's ESP backends (the production path)
+read its attributes or call ``message()`` themselves; Django's console, file and locmem
+backends do what they always do.
 
-Every backend still sees a normal ``EmailMultiAlternatives``: Anymail's backends
-read its attributes; Django's SMTP, console and file backends call
-``message().as_bytes()``. Anything else done with the object ``message()`` returns
-(reading or changing headers, walking the parts) builds Django's own message on
-first use and serves everything from it from then on. Messages of another shape
-(attachments, Cc, another charset, non-ASCII extra headers) are built by Django.
+One part is ours, and only on the plain SMTP path: ``SMTPEmailBackend`` (Django's SMTP
+backend, same settings, connection handling and errors) does two things faster than stock,
+each kept because the send benchmark (docs/BENCHMARKS.md, send section) shows it is what
+holds the goal of sending at least twice as fast as django-post-office over SMTP:
+
+* ``wire_bytes`` writes the bytes of a message of a campaign's shape (a text part, or a
+  multipart/alternative of text and HTML, UTF-8, no attachments) directly, instead of
+  Django's ``message()`` tree serialized by ``email.generator``, which costs more per
+  message than rendering it. Byte for byte what Django would send apart from the MIME
+  boundary and header folding. Any other shape goes through Django's ``message()``.
+* ``pipelined_sendmail`` sends MAIL FROM, the RCPT TOs and DATA in one write when the
+  server offers PIPELINING (RFC 2920).
+
+Header values are checked for line breaks here (``HeaderInjection``), on every path: a
+value that could add a header of its own is refused before any backend sees it.
 """
 
 from __future__ import annotations
@@ -21,133 +28,97 @@ import binascii
 import contextlib
 import secrets
 import smtplib
-from email.header import Header
-from email.utils import formatdate, parseaddr
+from email import policy
+from email.utils import formatdate
 from functools import lru_cache
 from time import time
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends import smtp
-from django.core.mail.message import BadHeaderError, sanitize_address
 
 LINE_LIMIT = 998  # RFC 5322: at most 998 characters a line, CRLF excluded
+FOLD_AT = 78  # RFC 5322: lines SHOULD be no longer than this; longer header values are folded
 CRLF = b"\r\n"
-# Characters that make an address need Django's parser (display names, quoting, comments, IDN).
+# The standard library's modern header handling (email.headerregistry): parses addresses,
+# quotes display names, RFC 2047-encodes non-ASCII and folds long values.
+_SMTP = policy.SMTP
+# Characters that make an address need the header parser (display names, quoting, comments).
 _PLAIN_ADDRESS_BAD = frozenset(' <>,;:"()[]\\\t')
 
 
-class CampaignEmail(EmailMultiAlternatives):
-    """An email whose MIME is written directly when it has a campaign message's shape."""
-
-    def message(self):
-        data = _prepared_bytes(self)
-        if data is None:
-            return super().message()
-        return PreparedMIME(self, data)
+class HeaderInjection(ValueError):
+    """A header value with a line break: it could add headers (or a body) of its own."""
 
 
-class PreparedMIME:
-    """The bytes of a message, standing in for Django's SafeMIME object.
-
-    ``as_bytes`` / ``as_string`` serve the prepared bytes; every other attribute or
-    operation builds Django's message once and delegates to it (and from then on
-    the prepared bytes are no longer used, so changes made through it are sent).
-    """
-
-    __slots__ = ("_data", "_email", "_full")
-
-    def __init__(self, email: EmailMultiAlternatives, data: bytes):
-        self._email = email
-        self._data = data
-        self._full = None
-
-    def _message(self):
-        if self._full is None:
-            self._full = EmailMultiAlternatives.message(self._email)
-        return self._full
-
-    def as_bytes(self, unixfrom=False, linesep="\n"):
-        if self._full is not None or unixfrom:
-            return self._message().as_bytes(unixfrom=unixfrom, linesep=linesep)
-        return self._data if linesep == "\r\n" else self._data.replace(CRLF, linesep.encode())
-
-    def as_string(self, unixfrom=False, linesep="\n"):
-        if self._full is not None or unixfrom:
-            return self._message().as_string(unixfrom=unixfrom, linesep=linesep)
-        return self.as_bytes(linesep=linesep).decode("utf-8", "surrogateescape")
-
-    def get_charset(self):
-        return self._message().get_charset() if self._full is not None else None
-
-    def __getattr__(self, name):
-        if name.startswith("__") or name in PreparedMIME.__slots__:
-            raise AttributeError(name)  # not set yet (copy, pickle): no recursion into _message()
-        return getattr(self._message(), name)
-
-    def __setattr__(self, name, value):
-        if name in PreparedMIME.__slots__:
-            object.__setattr__(self, name, value)
-        else:
-            setattr(self._message(), name, value)
-
-    def __reduce_ex__(self, protocol):
-        # Copied or pickled, it is Django's message.
-        return (_as_is, (self._message(),))
-
-    def __getitem__(self, name):
-        return self._message()[name]
-
-    def __setitem__(self, name, value):
-        self._message()[name] = value
-
-    def __delitem__(self, name):
-        del self._message()[name]
-
-    def __contains__(self, name):
-        return name in self._message()
-
-    def __iter__(self):
-        return iter(self._message())
-
-    def __len__(self):
-        return len(self._message())
-
-    def __bytes__(self):
-        return self.as_bytes()
-
-    def __str__(self):
-        return self.as_string()
+def campaign_email(
+    *,
+    subject: str,
+    text: str,
+    html: str,
+    sender: str,
+    to: list[str],
+    reply_to: list[str],
+    headers: dict[str, str],
+) -> EmailMultiAlternatives:
+    """A campaign message as Django's ``EmailMultiAlternatives``; raises HeaderInjection for a
+    header value with a line break (bad data: it fails the same way on every attempt)."""
+    email = EmailMultiAlternatives(
+        subject=subject, body=text, from_email=sender, to=to, reply_to=reply_to, headers=headers
+    )
+    if html:
+        email.attach_alternative(html, "text/html")
+    check_headers(email)
+    return email
 
 
-def _as_is(message):
-    return message
+def check_headers(email: EmailMultiAlternatives) -> None:
+    """Refuse a message whose subject, addresses or extra headers hold a line break."""
+    check_header_value("Subject", email.subject)
+    check_header_value("From", email.from_email)
+    for name, values in (("To", email.to), ("Cc", email.cc), ("Bcc", email.bcc), ("Reply-To", email.reply_to)):
+        for value in values:
+            check_header_value(name, value)
+    for name, value in email.extra_headers.items():
+        check_header_value(name, name)
+        check_header_value(name, value)
 
 
-# --- building --------------------------------------------------------------------------------------------
+def check_header_value(name: str, value) -> None:
+    """Raise HeaderInjection when a header value (or name) holds a line break."""
+    value = str(value)
+    if "\n" in value or "\r" in value:
+        raise HeaderInjection(f"Header values can't contain newlines (got {value!r} for header {name!r})")
 
 
-def _prepared_bytes(email: EmailMultiAlternatives) -> bytes | None:
-    """The message's bytes with CRLF line ends, or None when it is not of a shape written here."""
+# --- the bytes of a campaign-shaped message (SMTP only) ----------------------------------------------------
+
+
+def wire_bytes(email: EmailMultiAlternatives) -> bytes | None:
+    """The message's bytes with CRLF line ends, or None when it is not of a shape written here
+    (the caller then uses Django's ``message()``). Raises HeaderInjection as ``check_headers``."""
+    check_headers(email)
     encoding = email.encoding or settings.DEFAULT_CHARSET
     if encoding.lower().replace("_", "-") != "utf-8" or email.attachments or email.cc:
         return None
-    alternatives = email.alternatives
+    if not isinstance(email.body, str):
+        return None
     html = None
-    if alternatives:
+    if email.alternatives:
+        alternatives = email.alternatives
         if len(alternatives) != 1 or alternatives[0][1] != "text/html" or email.content_subtype != "plain":
             return None
         html = alternatives[0][0]
         if not isinstance(html, str) or not email.body:
             return None  # (Django leaves an empty text part out)
-    if not isinstance(email.body, str):
-        return None
     extra = email.extra_headers
     lowered = {name.lower() for name in extra}
-    lines: list[bytes] = []
+    if "message-id" not in lowered:
+        return None  # a campaign message names its own Message-ID; Django makes one otherwise
+    head: list[str] = []
     if html is None:
-        text_headers, body = _text_part(email.body, email.content_subtype)
-        lines.extend([text_headers[0], b"MIME-Version: 1.0", *text_headers[1:]])
+        part_headers, body = _text_part(email.body, email.content_subtype)
+        head.extend([part_headers[0], "MIME-Version: 1.0", *part_headers[1:]])
     else:
         boundary = "=_" + secrets.token_hex(16)
         text_headers, text_body = _text_part(email.body, "plain")
@@ -155,87 +126,86 @@ def _prepared_bytes(email: EmailMultiAlternatives) -> bytes | None:
         marker = boundary.encode()
         if marker in text_body or marker in html_body:  # 128 random bits; checked all the same
             return None
-        lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"'.encode())
-        lines.append(b"MIME-Version: 1.0")
+        head.extend([f'Content-Type: multipart/alternative; boundary="{boundary}"', "MIME-Version: 1.0"])
         body = b"".join(
             [
                 b"--" + marker + CRLF,
-                CRLF.join([*text_headers[:1], b"MIME-Version: 1.0", *text_headers[1:]]),
-                CRLF + CRLF,
+                _head([text_headers[0], "MIME-Version: 1.0", *text_headers[1:]]),
                 text_body,
                 CRLF + b"--" + marker + CRLF,
-                CRLF.join([*html_headers[:1], b"MIME-Version: 1.0", *html_headers[1:]]),
-                CRLF + CRLF,
+                _head([html_headers[0], "MIME-Version: 1.0", *html_headers[1:]]),
                 html_body,
                 CRLF + b"--" + marker + b"--" + CRLF,
             ]
         )
-    headers: list[tuple[str, str]] = [("Subject", _subject(email.subject))]
-    headers.append(("From", _address(str(extra.get("From", email.from_email)), encoding)))
+    lines = [_subject(str(email.subject)), _addresses("From", [str(extra.get("From", email.from_email))])]
     for name, values in (("To", email.to), ("Reply-To", email.reply_to)):
-        if name.lower() in lowered:
-            continue  # set from extra_headers below, as Django does
-        if values:
-            headers.append((name, ", ".join(_address(str(value), encoding) for value in values)))
+        if values and name.lower() not in lowered:  # else set from extra_headers below, as Django does
+            lines.append(_addresses(name, [str(value) for value in values]))
     if "date" not in lowered:
-        headers.append(("Date", _date()))
+        lines.append(f"Date: {_date()}")
     for name, value in extra.items():
         if name.lower() == "from":
             continue
         value = str(value)
-        if "\n" in value or "\r" in value:
-            raise BadHeaderError(f"Header values can't contain newlines (got {value!r} for header {name!r})")
-        if not value.isascii():
-            return None
-        headers.append((name, value))
-    if "message-id" not in lowered:
-        return None  # a campaign message names its own Message-ID; let Django make one otherwise
-    for name, value in headers:
-        # Values were checked for line breaks above; any left come from RFC 2047 folding ("\n ").
-        line = f"{name}: {value}"
-        if len(line) > LINE_LIMIT and max(map(len, line.split("\n"))) > LINE_LIMIT:
-            return None  # Django folds it
-        lines.append(line.replace("\n", "\r\n").encode("ascii"))
-    return CRLF.join(lines) + CRLF + CRLF + body
+        if not value.isascii() or len(name) + 2 + len(value) > LINE_LIMIT:
+            return None  # Django encodes or folds it
+        lines.append(f"{name}: {value}")
+    if None in lines:
+        return None  # an address only Django's message writes (a non-ASCII address itself)
+    return _head(head + lines) + body
 
 
-def _text_part(text: str, subtype: str) -> tuple[list[bytes], bytes]:
+def _head(lines: list[str]) -> bytes:
+    """Header lines (already folded, ASCII) and the blank line that ends them."""
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def _text_part(text: str, subtype: str) -> tuple[list[str], bytes]:
     """Headers (Content-Type first) and CRLF-ended body of a UTF-8 text part, encoded as Django would:
     7bit when ASCII, 8bit otherwise, quoted-printable when a line is longer than the limit."""
     # Strict: a lone surrogate raises UnicodeEncodeError (the message fails) rather than
     # becoming bytes that are not UTF-8.
     data = text.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     if len(data) > LINE_LIMIT and max(map(len, data.split(b"\n"))) > LINE_LIMIT:
-        encoding = b"quoted-printable"
+        transfer = "quoted-printable"
         data = binascii.b2a_qp(data, istext=True)
     else:
-        encoding = b"7bit" if data.isascii() else b"8bit"
-    content_type = b"Content-Type: text/" + subtype.encode("ascii") + b'; charset="utf-8"'
-    return [content_type, b"Content-Transfer-Encoding: " + encoding], data.replace(b"\n", CRLF)
+        transfer = "7bit" if data.isascii() else "8bit"
+    headers = [f'Content-Type: text/{subtype}; charset="utf-8"', f"Content-Transfer-Encoding: {transfer}"]
+    return headers, data.replace(b"\n", CRLF)
 
 
 def _subject(subject: str) -> str:
-    subject = str(subject)
-    if "\n" in subject or "\r" in subject:
-        raise BadHeaderError(f"Header values can't contain newlines (got {subject!r} for header 'Subject')")
-    if subject.isascii() and len(subject) <= 60:
-        return subject
-    # Folded (and encoded when not ASCII) exactly as Django does.
-    return Header(subject, None if subject.isascii() else "utf-8", header_name="Subject").encode()
+    if subject.isascii() and len(subject) <= FOLD_AT - len("Subject: "):
+        return f"Subject: {subject}"
+    return _folded("Subject", subject)
 
 
-def _address(value: str, encoding: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise BadHeaderError(f"Header values can't contain newlines (got {value!r} for an address header)")
-    if value.isascii() and not _PLAIN_ADDRESS_BAD.intersection(value) and value.count("@") == 1:
-        return value
-    return _sanitized(value, encoding)
+def _addresses(name: str, values: list[str]) -> str | None:
+    if all(_plain(value) for value in values):
+        line = f"{name}: {', '.join(values)}"
+        if len(line) <= FOLD_AT:
+            return line
+    return _address_header(name, ", ".join(values))
+
+
+def _plain(address: str) -> bool:
+    return address.isascii() and not _PLAIN_ADDRESS_BAD.intersection(address) and address.count("@") == 1
 
 
 @lru_cache(maxsize=4096)
-def _sanitized(value: str, encoding: str) -> str:
-    # Senders and reply addresses repeat for a whole campaign: parse each once.
-    return sanitize_address(value, encoding)
+def _address_header(name: str, value: str) -> str | None:
+    """An address header as the standard library writes it (display names quoted or encoded, folded);
+    None when an address itself is not ASCII. Cached: a sender repeats for a whole campaign."""
+    header = _SMTP.header_factory(name, value)
+    if header.defects or not header.addresses or not all(a.addr_spec.isascii() for a in header.addresses):
+        return None
+    return header.fold(policy=_SMTP).removesuffix("\r\n")
+
+
+def _folded(name: str, value: str) -> str:
+    return _SMTP.header_factory(name, value).fold(policy=_SMTP).removesuffix("\r\n")
 
 
 _date_cache: tuple[int, bool, str] = (0, False, "")
@@ -258,8 +228,9 @@ def _date() -> str:
 class SMTPEmailBackend(smtp.EmailBackend):
     """Django's SMTP backend (same settings, connection handling and errors), faster per message.
 
-    * Envelope addresses: a sender is parsed once (it repeats for a whole campaign); a plain
-      ASCII recipient address is used as it is instead of going through the header parser.
+    * A campaign-shaped message is written by ``wire_bytes``; any other by Django's ``message()``.
+    * Envelope addresses: parsed once each by the standard library (a sender repeats for a whole
+      campaign); a plain ASCII address is used as it is.
     * When the server offers PIPELINING (RFC 2920), MAIL FROM, the RCPT TOs and DATA go out
       in one write and their replies are read together: two round trips a message instead of
       three plus one per recipient. The replies are handled as ``smtplib.SMTP.sendmail``
@@ -270,10 +241,11 @@ class SMTPEmailBackend(smtp.EmailBackend):
         recipients = email_message.recipients()
         if not recipients:
             return False
-        encoding = email_message.encoding or settings.DEFAULT_CHARSET
-        sender = _envelope(_sanitized(str(email_message.from_email), encoding))
-        to = [_envelope(_address(str(address), encoding)) for address in recipients]
-        data = email_message.message().as_bytes(linesep="\r\n")
+        sender = envelope_address(str(email_message.from_email))
+        to = [envelope_address(str(address)) for address in recipients]
+        data = wire_bytes(email_message)
+        if data is None:
+            data = email_message.message().as_bytes(linesep="\r\n")
         try:
             self.connection.ehlo_or_helo_if_needed()  # the extensions are known after EHLO
             if self.connection.has_extn("pipelining") and sender.isascii() and all(a.isascii() for a in to):
@@ -288,11 +260,20 @@ class SMTPEmailBackend(smtp.EmailBackend):
 
 
 @lru_cache(maxsize=4096)
-def _envelope(address: str) -> str:
-    """The bare address of a header-form address (``Name <a@example.com>`` -> ``a@example.com``)."""
-    if "<" not in address and " " not in address:
-        return address
-    return parseaddr(address)[1] or address
+def envelope_address(value: str) -> str:
+    """The bare address of a header-form address for MAIL FROM / RCPT TO (``Name <a@example.com>`` ->
+    ``a@example.com``), an internationalized domain in its ASCII (IDNA) form. Raises ValueError for
+    anything but one address, and HeaderInjection for a line break."""
+    check_header_value("address", value)
+    if _plain(value):
+        return value
+    header = _SMTP.header_factory("To", value)
+    if header.defects or len(header.addresses) != 1:
+        raise ValueError(f"Invalid address {value!r}")
+    local, _, domain = header.addresses[0].addr_spec.rpartition("@")
+    if not domain.isascii():
+        domain = domain.encode("idna").decode("ascii")
+    return f"{local}@{domain}"
 
 
 def pipelined_sendmail(conn: smtplib.SMTP, sender: str, recipients: list[str], data: bytes) -> dict:

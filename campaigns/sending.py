@@ -29,22 +29,22 @@ import logging
 import smtplib
 import socket
 from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.headerregistry import Address
 from email.utils import make_msgid, parseaddr
 from typing import Any
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
-from django.core.mail import get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from callbacks.tokens import callback_url
-from campaigns.mail import CampaignEmail
+from campaigns import selectors as campaign_selectors
+from campaigns.mail import HeaderInjection, campaign_email, check_header_value
 from campaigns.models import (
     PENDING_STATUSES,
     Campaign,
@@ -54,9 +54,8 @@ from campaigns.models import (
     Message,
     MessageStatus,
 )
-from contacts.models import Contact
+from contacts.services import contacts_mark_contacted, contacts_mark_contacted_sql
 from templates_app import rendering, selectors
-from templates_app.context import contact_context, message_context, organization_context
 from templates_app.tracking_html import LinkTracking
 from tracking import tokens
 
@@ -85,9 +84,9 @@ class DispatchResult:
 
 def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> DispatchResult:
     """Claim due messages and queue send tasks for them (after commit)."""
+    from campaigns.guard import guard_enforce
     from campaigns.services import campaign_complete_if_done, campaign_followup_due, campaign_followup_expand
     from campaigns.tasks import send_batch_task
-    from tracking.guard import guard_enforce
 
     now = now or timezone.now()
     limit = limit or settings.CAMPAIGN_DISPATCH_LIMIT
@@ -200,23 +199,14 @@ class _CampaignRenderer:
 
     def __init__(self, campaign: Campaign, step: int = 0, variant=None):
         self.campaign = campaign
-        if step == 1:
-            version = campaign.followup_template_version
-        elif variant is not None:
-            version = variant.template_version
-        else:
-            version = campaign.template_version
-        self.version = version
-        source = selectors.version_source(version)
-        self.compiled = rendering.prepare(source, organization_id=campaign.organization_id, tracked=True)
-        # A signed callback link costs as much as rendering a short template: made only when
-        # the template can read it (its name appears in no source text otherwise).
-        texts = [source.subject, source.preheader, source.html_body, source.text_body, *source.layouts.values()]
-        self.uses_callback = any("callback_url" in text for text in texts)
+        # The same version choice and context as view-in-browser: one home in campaigns.selectors.
+        base = campaign_selectors.message_render_base(campaign=campaign, step=step, variant=variant)
+        if base is None:
+            raise rendering.RenderError("template", "The campaign has no template version for this message.")
+        self.base = base
+        version = self.version = base.version
+        self.compiled = rendering.prepare(base.source, organization_id=campaign.organization_id, tracked=True)
         organization = campaign.organization
-        self.organization = organization_context(organization)
-        self.campaign_context = {"id": str(campaign.pk), "name": campaign.name}
-        self.variables = {**(version.variables or {}), **(campaign.variables or {})}
         self.sender = selectors.sender_address(
             from_name=version.from_name, from_email=version.from_email, organization=organization
         )
@@ -231,6 +221,7 @@ class _CampaignRenderer:
         sending domains, and the domain it ends up with (the Message-ID's right-hand side)."""
         known = self._senders.get(sending_domain)
         if known is None:
+            check_header_value("From", self.sender)  # (parseaddr would read a line break as a new address)
             name, address = parseaddr(self.sender)
             local, _, domain = address.rpartition("@")
             if self.rewrite and sending_domain and sending_domain != domain and local:
@@ -238,17 +229,9 @@ class _CampaignRenderer:
             known = self._senders[sending_domain] = (_mailbox(name, address), domain or "localhost")
         return known
 
-    def build(self, message: Message) -> tuple[CampaignEmail, str]:
-        unsubscribe = tokens.unsubscribe_url(message.pk)
-        context = message_context(
-            contact=contact_context(message.contact),
-            organization=self.organization,
-            campaign=self.campaign_context,
-            unsubscribe_url=unsubscribe,
-            view_in_browser_url=tokens.view_url(message.pk),
-            callback_url=_callback_url(message) if self.uses_callback else "",
-            variables=self.variables,
-        )
+    def build(self, message: Message) -> tuple[EmailMultiAlternatives, str]:
+        context = campaign_selectors.message_render_context(message=message, base=self.base)
+        unsubscribe = context["unsubscribe_url"]
         message_id = message.pk
         rendered = self.compiled.render(
             context,
@@ -259,10 +242,11 @@ class _CampaignRenderer:
         )
         sender, domain = self.from_address(message.sending_domain)
         provider_id = make_msgid(domain=domain)
-        email = CampaignEmail(
+        email = campaign_email(
             subject=rendered.subject,
-            body=rendered.text,
-            from_email=sender,
+            text=rendered.text,
+            html=rendered.html,
+            sender=sender,
             to=[message.to_address],
             reply_to=self.reply_to,
             headers={
@@ -272,29 +256,15 @@ class _CampaignRenderer:
                 "X-Campaign-Message": str(message.pk),
             },
         )
-        if rendered.html:
-            email.attach_alternative(rendered.html, "text/html")
         return email, provider_id
-
-
-_SPECIALS = frozenset('()<>[]:;@\\,."')
 
 
 def _mailbox(name: str, address: str) -> str:
     """`Name <address>`, the name quoted when it holds a character with a meaning in addresses."""
     if not name:
         return address
-    if _SPECIALS.intersection(name):
-        name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return f"{name} <{address}>"
-
-
-def _callback_url(message: Message) -> str:
-    return callback_url(
-        organization_id=message.organization_id,
-        contact_public_id=message.contact.public_id,
-        campaign_id=message.campaign_id,
-    )
+    local, _, domain = address.rpartition("@")
+    return str(Address(display_name=name, username=local, domain=domain))
 
 
 # What sending reads of a message and its contact (select_related + only: no wide rows, no deferred loads).
@@ -338,7 +308,7 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     renderers: dict[tuple, _CampaignRenderer] = {}
     broken: dict[tuple, rendering.TemplateProblem] = {}  # a version that does not compile fails once per chunk
 
-    def prepare(group: list[Message]) -> list[tuple[Message, CampaignEmail, str]]:
+    def prepare(group: list[Message]) -> list[tuple[Message, EmailMultiAlternatives, str]]:
         """Render a group; messages that cannot go out are settled here (released or failed)."""
         ready = []
         for message in group:
@@ -368,10 +338,10 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                         broken[key] = exc
                         raise
                 email, provider_id = renderer.build(message)
-            except (rendering.TemplateProblem, UnicodeError) as exc:
-                # Bad data for this one message (an undefined variable, text that cannot be encoded)
-                # fails the same way every time: fail it now, not the batch, and never retry it.
-                error = _problem_text(exc) if isinstance(exc, rendering.TemplateProblem) else _encoding_text(exc)
+            except (rendering.TemplateProblem, UnicodeError, HeaderInjection) as exc:
+                # Bad data for this one message (an undefined variable, text that cannot be encoded, a
+                # line break in a header) fails the same way every time: fail it now, never retry it.
+                error = _bad_data_text(exc)
                 mine().update(status=M.FAILED, lease_until=None, last_error=error)
                 result.failed += 1
                 continue
@@ -394,54 +364,47 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
             result.sent += 1
         return sent
 
-    # The provider calls of one group run in a thread while the next group is rendered; the
-    # database is only used from this thread. One statement records a group's `sent` and
-    # commits the next group's `sending`, before that group's provider calls start.
+    # One statement records a group's `sent` and commits the next group's `sending`, before that
+    # group's provider calls start. The calls run here, one after another: more throughput comes
+    # from more worker processes, not from threads (measured: docs/BENCHMARKS.md, send section).
     mailer = get_connection()
-    in_flight: Future | None = None
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="send") as calls:
+    done: list[Sent] = []  # sent by the provider, recorded with the next group's marking (or at the end)
+    try:
+        mailer.open()
+        for start in range(0, len(messages), GROUP):
+            ready = prepare(messages[start : start + GROUP])
+            if not ready:
+                continue
+            # Commit `sending` before the provider calls: if this process dies during them, the
+            # messages become `unknown` rather than being sent again. The lease is fresh: time
+            # the chunk spent waiting in the queue must not count against the calls.
+            marked = _mark_sending([message for message, _, _ in ready], lease, record=done)
+            done = []
+            if len(marked) < len(ready):
+                # Not ours any more (skipped), or the campaign stopped running: those go back in line.
+                unmarked = [message.pk for message, _, _ in ready if message.pk not in marked]
+                released = Message.objects.filter(pk__in=unmarked, status=M.CLAIMED, lease_until=lease).update(
+                    status=M.QUEUED, lease_until=None
+                )
+                result.released += released
+                result.skipped += len(unmarked) - released
+            group = [item for item in ready if item[0].pk in marked]
+            if group:
+                done = settle(_provider_calls(mailer, group))
+    finally:
+        # Also on the way out of an error (a failed marking included): what went out is recorded.
         try:
-            mailer.open()
-            for start in range(0, len(messages), GROUP):
-                ready = prepare(messages[start : start + GROUP])
-                if not ready:
-                    continue
-                finished, in_flight = in_flight, None
-                done = settle(finished.result()) if finished is not None else []
-                # Commit `sending` before the provider calls: if this process dies during them, the
-                # messages become `unknown` rather than being sent again. The lease is fresh: time
-                # the chunk spent waiting in the queue must not count against the calls.
-                try:
-                    marked = _mark_sending([message for message, _, _ in ready], lease, record=done)
-                except Exception:
-                    _record_sent(done)  # what went out is recorded even when the marking failed
-                    raise
-                if len(marked) < len(ready):
-                    # Not ours any more (skipped), or the campaign stopped running: those go back in line.
-                    unmarked = [message.pk for message, _, _ in ready if message.pk not in marked]
-                    released = Message.objects.filter(pk__in=unmarked, status=M.CLAIMED, lease_until=lease).update(
-                        status=M.QUEUED, lease_until=None
-                    )
-                    result.released += released
-                    result.skipped += len(unmarked) - released
-                group = [item for item in ready if item[0].pk in marked]
-                if group:
-                    in_flight = calls.submit(_provider_calls, mailer, group)
+            _record_sent(done)
         finally:
-            # Also on the way out of an error: what went out is recorded, nothing is left behind.
-            try:
-                if in_flight is not None:
-                    _record_sent(settle(in_flight.result()))
-            finally:
-                mailer.close()
+            mailer.close()
     return result
 
 
 Sent = tuple[int, str, datetime, int]  # message id, provider message id, sent at, contact id
-Outcome = tuple[Message, CampaignEmail, str, Exception | None, datetime]  # ..., the error if any, when
+Outcome = tuple[Message, EmailMultiAlternatives, str, Exception | None, datetime]  # ..., the error if any, when
 
 
-def _provider_calls(mailer, group: list[tuple[Message, CampaignEmail, str]]):
+def _provider_calls(mailer, group: list[tuple[Message, EmailMultiAlternatives, str]]):
     """Send a group through one connection; every provider error is kept with its message, none is lost."""
     outcomes = []
     for message, email, provider_id in group:
@@ -489,8 +452,7 @@ def _mark_sending(messages: list[Message], lease: datetime, *, record: list[Sent
             values, params = _sent_values(record)
             cursor.execute(
                 f"WITH sent AS ({_RECORD_SENT.format(values=values)}), "
-                "contacted AS (UPDATE contacts_contact SET last_contacted_at = %s "
-                "WHERE id IN (SELECT contact_id FROM sent)), "
+                "contacted AS (" + contacts_mark_contacted_sql(contact_ids_query="SELECT contact_id FROM sent") + "), "
                 f"marked AS ({mark}) SELECT id FROM marked",
                 [M.SENT, *params, M.SENDING, timezone.now(), *mark_params],
             )
@@ -520,8 +482,8 @@ def _record_sent(sent: list[Sent]) -> None:
             # `sent` may be lost in a database crash without harm: the message would become `unknown`.
             cursor.execute("SET LOCAL synchronous_commit = off")
             cursor.execute(
-                f"WITH sent AS ({_RECORD_SENT.format(values=values)}) UPDATE contacts_contact "
-                "SET last_contacted_at = %s WHERE id IN (SELECT contact_id FROM sent)",
+                f"WITH sent AS ({_RECORD_SENT.format(values=values)}) "
+                + contacts_mark_contacted_sql(contact_ids_query="SELECT contact_id FROM sent"),
                 [M.SENT, *params, M.SENDING, timezone.now()],
             )
         return
@@ -531,13 +493,21 @@ def _record_sent(sent: list[Sent]) -> None:
             "lease_until = NULL, last_error = '' WHERE id = %s AND status = %s",
             [(M.SENT, provider_id, _db_time(at), pk, M.SENDING) for pk, provider_id, at, _ in sent],
         )
-        Contact.objects.filter(pk__in=[row[3] for row in sent]).update(last_contacted_at=timezone.now())
+        contacts_mark_contacted(contact_ids=[row[3] for row in sent], at=timezone.now())
 
 
 def _db_time(value: datetime):
     if db_connection.vendor == "sqlite":
         return db_connection.ops.adapt_datetimefield_value(value)
     return value
+
+
+def _bad_data_text(exc: Exception) -> str:
+    if isinstance(exc, rendering.TemplateProblem):
+        return _problem_text(exc)
+    if isinstance(exc, UnicodeError):
+        return _encoding_text(exc)
+    return str(exc)[:2000]
 
 
 def _problem_text(exc: Exception) -> str:

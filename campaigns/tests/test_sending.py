@@ -330,3 +330,20 @@ def test_a_link_that_cannot_be_signed_fails_its_message_not_the_chunk(dispatch):
     assert "cannot be sent" in failed.last_error
     assert Message.objects.get(contact=good).status == M.SENT
     assert [email.to for email in mail.outbox] == [[good.email]]
+
+
+def test_a_line_break_in_a_header_fails_the_message_at_once(dispatch):
+    # A sender name that slipped past validation would add headers of its own: refused before any
+    # backend sees it, and failed for good (it fails the same way on every attempt).
+    from templates_app.models import TemplateVersion
+
+    campaign = running_campaign()
+    TemplateVersion.objects.filter(pk=campaign.template_version_id).update(
+        from_name="Acme\r\nBcc: victim@example.com", from_email="news@mail.example.com"
+    )
+    [message] = queue(campaign, [ContactFactory(organization=campaign.organization)])
+    assert dispatch().claimed == 1
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (M.FAILED, 0)
+    assert "newlines" in message.last_error
+    assert not mail.outbox
