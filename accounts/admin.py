@@ -5,7 +5,7 @@ from django.db import transaction
 
 from accounts import services
 from accounts.models import AuditEvent, Membership, Organization, Role, User
-from accounts.tenancy import Area, ServiceErrorsAdminMixin, TenantAdminMixin, admin_organization_ids
+from accounts.tenancy import Area, ReadOnlyAdminMixin, ServiceErrorsAdminMixin, TenantAdminMixin, admin_organization_ids
 
 
 def _copy_saved(target: Membership, saved: Membership) -> None:
@@ -207,7 +207,7 @@ class UserAdmin(DjangoUserAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(TenantAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, TenantAdminMixin, admin.ModelAdmin):
     """The audit trail, read only: the services write it, nobody adds, edits or deletes a row here.
     Owners and admins see their organizations' events (superusers every organization's)."""
 
@@ -231,12 +231,3 @@ class AuditEventAdmin(TenantAdminMixin, admin.ModelAdmin):
         "request_id",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -328,3 +328,17 @@ def _scope_inline_choices(inline, organization_ids) -> None:
 
 class TenantModelAdmin(TenantAdminMixin, admin.ModelAdmin):
     pass
+
+
+class ReadOnlyAdminMixin:
+    """Append-only records (audit events, message events): shown, never added, changed or deleted
+    from the admin. Put it before the tenant mixin so its answers win."""
+
+    def has_add_permission(self, request, *args):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

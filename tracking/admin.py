@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from accounts.tenancy import Area, TenantModelAdmin
+from accounts.tenancy import Area, ReadOnlyAdminMixin, TenantModelAdmin
 from tracking.models import MessageEvent, TrackingSettings
 
 
 @admin.register(MessageEvent)
-class MessageEventAdmin(TenantModelAdmin):
+class MessageEventAdmin(ReadOnlyAdminMixin, TenantModelAdmin):
     permission_area = Area.CAMPAIGNS
     list_display = ["occurred_at", "type", "message_id", "campaign_id", "recipient", "esp", "machine", "is_unique"]
     # No filter on free-text columns: their choices would be a DISTINCT over the whole table.
@@ -40,15 +40,6 @@ class MessageEventAdmin(TenantModelAdmin):
         "dedupe_key",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request, *args):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(TrackingSettings)
