@@ -96,14 +96,7 @@ class CampaignAdmin(TenantModelAdmin):
         return ", ".join(f"{MessageStatus(r['status']).label}: {r['n']}" for r in rows) or "no messages yet"
 
     def _each(self, request, queryset, service, done: str):
-        for campaign in queryset:
-            try:
-                service(campaign=campaign, by=request.user)
-            except (ValidationError, DomainError) as exc:
-                message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-                self.message_user(request, f"{campaign.name}: {message}", messages.ERROR)
-            else:
-                self.message_user(request, f"{campaign.name}: {done}.")
+        _apply_each(self, request, queryset, lambda c: service(campaign=c, by=request.user), lambda c: c.name, done)
 
     @admin.action(description="Dry run: recipients and schedule, nothing written")
     def dry_run(self, request, queryset):
@@ -204,14 +197,9 @@ class SendingDomainAdmin(TenantModelAdmin):
                 self.message_user(request, str(exc), messages.ERROR)
 
     def _each(self, request, queryset, service, done: str):
-        for sending_domain in queryset:
-            try:
-                service(sending_domain=sending_domain, by=request.user)
-            except (ValidationError, DomainError) as exc:
-                message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-                self.message_user(request, f"{sending_domain.domain}: {message}", messages.ERROR)
-            else:
-                self.message_user(request, f"{sending_domain.domain}: {done}.")
+        _apply_each(
+            self, request, queryset, lambda d: service(sending_domain=d, by=request.user), lambda d: d.domain, done
+        )
 
     @admin.action(description="Verify now (check the DNS TXT record)")
     def verify_now(self, request, queryset):
@@ -220,3 +208,15 @@ class SendingDomainAdmin(TenantModelAdmin):
     @admin.action(description="Confirm as verified (platform operator only)")
     def confirm_verified(self, request, queryset):
         self._each(request, queryset, services.sending_domain_confirm, "confirmed as verified")
+
+
+def _apply_each(model_admin, request, queryset, act, label, done: str) -> None:
+    """Run an admin action's service on each selected row; a refusal is a message on the page, never a 500."""
+    for obj in queryset:
+        try:
+            act(obj)
+        except (ValidationError, DomainError) as exc:
+            message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+            model_admin.message_user(request, f"{label(obj)}: {message}", messages.ERROR)
+        else:
+            model_admin.message_user(request, f"{label(obj)}: {done}.")
