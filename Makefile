@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# The browser tests drive Debian's Chromium; installed from the distribution when missing.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint format install install-dev bench clean
 
@@ -12,9 +15,13 @@ $(VENV)/.runtime-installed: requirements.txt
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt $(CHROMIUM)
+$(VENV)/.dev-installed: $(VENV)/.runtime-installed requirements-dev.txt | $(CHROMIUM)
 	$(PIP) install --quiet -r requirements-dev.txt
 	touch $@
+
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium || \
+	  ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium)
 
 install: $(VENV)/.runtime-installed
 

@@ -14,7 +14,17 @@ from django.db.models import Count, Exists, OuterRef, Q
 from django.db.models.functions import TruncDate
 
 from callbacks.tokens import callback_url
-from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus, SendingDomain, SendingDomainStatus
+from campaigns.models import (
+    Campaign,
+    CampaignKind,
+    CampaignVariant,
+    Message,
+    MessageStatus,
+    SendingDomain,
+    SendingDomainStatus,
+    SequenceStep,
+    step_order,
+)
 from contacts.models import Contact, ContactStatus
 from templates_app import rendering
 from templates_app import selectors as template_selectors
@@ -258,8 +268,16 @@ def sending_domain_users(*, sending_domain: SendingDomain) -> list[str]:
 def message_template_version(
     *, campaign: Campaign, step: int = 0, variant: CampaignVariant | None = None
 ) -> TemplateVersion | None:
-    """The template version a message of this step and variant is sent with: the follow-up's for
-    step 1, else the A/B variant's, else the campaign's (each snapshotted at launch)."""
+    """The template version a message of this step and variant is sent with: a sequence step's own,
+    else the follow-up's for step 1, else the A/B variant's, else the campaign's (each snapshotted at
+    launch or activation)."""
+    if campaign.kind == CampaignKind.SEQUENCE:
+        found = (
+            SequenceStep.objects.select_related("template_version")
+            .filter(sequence__campaign=campaign, order=step_order(step))
+            .first()
+        )
+        return found.template_version if found else None
     if step == 1 and campaign.followup_template_version_id:
         return campaign.followup_template_version
     if variant is not None and variant.template_version_id:

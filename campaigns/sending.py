@@ -48,6 +48,7 @@ from campaigns.mail import HeaderInjection, campaign_email, check_header_value
 from campaigns.models import (
     PENDING_STATUSES,
     Campaign,
+    CampaignKind,
     CampaignStatus,
     CampaignVariant,
     Channel,
@@ -140,9 +141,11 @@ def dispatch_due(*, limit: int | None = None, now: datetime | None = None) -> Di
         if campaign_followup_due(campaign=campaign, now=now):
             campaign_followup_expand(campaign=campaign)
     pending = Message.objects.filter(campaign=OuterRef("pk"), status__in=PENDING_STATUSES)
-    for campaign in Campaign.objects.filter(status=CampaignStatus.RUNNING, planned_at__isnull=False).filter(
-        ~Exists(pending)
-    ):
+    # A sequence's campaign runs for as long as the sequence is active, with or without messages due.
+    running = Campaign.objects.filter(
+        status=CampaignStatus.RUNNING, planned_at__isnull=False, kind=CampaignKind.BROADCAST
+    )
+    for campaign in running.filter(~Exists(pending)):
         result.completed += int(campaign_complete_if_done(campaign=campaign))
     if result.claimed or result.reclaimed or result.unknown:
         logger.info(

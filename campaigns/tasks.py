@@ -6,7 +6,7 @@ from datetime import datetime
 
 from celery import shared_task
 
-from campaigns import guard, sending, services
+from campaigns import guard, sending, sequences, services
 from campaigns.models import Campaign, CampaignStatus
 
 
@@ -52,3 +52,12 @@ def guard_task(**_kwargs) -> None:
 def guard_task_previous_name(**_kwargs) -> None:
     """The complaint-rate guard under its earlier name (see `guard_task`)."""
     guard.guard_enforce()
+
+
+@shared_task(
+    name="campaigns.sequences.advance", acks_late=True, time_limit=300, soft_time_limit=270, ignore_result=True
+)
+def sequences_advance_task(**_kwargs) -> None:
+    """Write the due steps of drip sequences (beat runs this every few seconds); safe in several workers."""
+    while sequences.enrollments_advance().due >= sequences.ADVANCE_BATCH:
+        pass  # a full batch: more may be due

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from accounts.tenancy import Area, TenantScopedViewMixin
 from campaigns import selectors, services
-from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus, SendingDomain
+from campaigns.models import Campaign, CampaignKind, CampaignVariant, Message, MessageStatus, SendingDomain
 from campaigns.serializers import (
     CampaignSerializer,
     DryRunSerializer,
@@ -27,7 +27,10 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
 
     permission_area = Area.CAMPAIGNS
     serializer_class = CampaignSerializer
-    queryset = Campaign.objects.select_related("organization").prefetch_related("variants")
+    # A sequence's own campaign is reached through its sequence, not listed among broadcasts.
+    queryset = (
+        Campaign.objects.filter(kind=CampaignKind.BROADCAST).select_related("organization").prefetch_related("variants")
+    )
     filterset_fields = ["status", "channel"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     lookup_value_regex = UUID_REGEX

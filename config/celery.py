@@ -20,6 +20,10 @@ app.conf.beat_schedule = {
         "task": "campaigns.dispatch.due",
         "schedule": float(os.environ.get("CAMPAIGN_DISPATCH_INTERVAL_SECONDS") or 5),
     },
+    "campaigns.sequences": {
+        "task": "campaigns.sequences.advance",
+        "schedule": float(os.environ.get("SEQUENCE_ADVANCE_INTERVAL_SECONDS") or 10),
+    },
     "callbacks.sweep": {"task": "callbacks.sweep", "schedule": 60.0},
     "tracking.flush": {
         "task": "tracking.flush",

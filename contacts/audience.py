@@ -174,6 +174,17 @@ def audience_resolve(
     return Audience(candidates=candidates, reason=_exclusion_reason(organization_id, spec, channel, now, links))
 
 
+def contacts_reachable(*, organization_id, contacts: QuerySet, channel: str = "email", now=None) -> Audience:
+    """The same exclusions as an audience (no address, status, suppression) over a given set of
+    contacts: `.queryset` are those who may be messaged on `channel`, `.excluded()` why the others not.
+    Drip sequences use it at enrollment and before each step."""
+    candidates = (
+        Contact.objects.active().filter(organization_id=organization_id, pk__in=contacts.values("pk")).order_by()
+    )
+    reason = _exclusion_reason(organization_id, AudienceSpec(), channel, now or timezone.now(), {})
+    return Audience(candidates=candidates, reason=reason)
+
+
 def _tag_links(organization_id, names: list[str], links: dict) -> QuerySet:
     # Tag ids are looked up once, so the per-contact check is a probe of the (contact, tag) index.
     tag_ids = list(

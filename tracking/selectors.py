@@ -56,6 +56,11 @@ def message_for_reply(*, addresses: list[str], references: list[str]) -> tuple[i
     return None
 
 
+def replied_message_ids(*, campaign_id) -> QuerySet:
+    """The ids of a campaign's messages that got a reply (a subquery: `id__in=` it)."""
+    return MessageEvent.objects.filter(type=EventType.REPLIED, message__campaign_id=campaign_id).values("message_id")
+
+
 def message_events(*, organization_id, message_id: int) -> QuerySet[MessageEvent]:
     """A message's events, newest first."""
     return MessageEvent.objects.filter(organization_id=organization_id, message_id=message_id).order_by(
