@@ -81,10 +81,10 @@ MAX_DELAY = timedelta(days=3650)
 DEFAULT_WINDOW = {"days": [0, 1, 2, 3, 4], "start": "09:00", "end": "17:00"}
 # Hook names from tracking and contacts that stop enrollments.
 STOP_HOOKS = {
-    "message_replied": StopReason.REPLIED,
-    "unsubscribed": StopReason.UNSUBSCRIBED,
-    "bounced": StopReason.BOUNCED,
-    "complained": StopReason.COMPLAINED,
+    hooks.MESSAGE_REPLIED: StopReason.REPLIED,
+    hooks.UNSUBSCRIBED: StopReason.UNSUBSCRIBED,
+    hooks.BOUNCED: StopReason.BOUNCED,
+    hooks.COMPLAINED: StopReason.COMPLAINED,
 }
 # Contact statuses that end an enrollment when a step comes due.
 STATUS_STOPS = {
@@ -138,7 +138,7 @@ def trigger_clean(value: Any) -> tuple[str, str]:
         name = name.strip()
         if len(name) > 200:
             raise ValidationError({"trigger.value": ["At most 200 characters."]})
-        if kind == TriggerType.CUSTOM_EVENT and name in (*STOP_HOOKS, hooks.CONTACT_CREATED, hooks.TAG_ADDED):
+        if kind == TriggerType.CUSTOM_EVENT and name in hooks.BUILT_IN:
             raise ValidationError({"trigger.value": [f'"{name}" is a built-in event; use its own trigger type.']})
         return kind, name
     if name not in (None, ""):
@@ -803,6 +803,9 @@ def _advance_group(sequence: Sequence, steps: dict[int, SequenceStep], order: in
             stops[STATUS_STOPS[reason]].append(by_contact[contact_id].id)
         else:
             unsendable.append(by_contact[contact_id])
+    found = set(reachable.candidates.values_list("pk", flat=True))
+    # An erased contact is no candidate at all: erasure is the strongest opt-out.
+    stops[StopReason.UNSUBSCRIBED] += [d.id for contact_id, d in by_contact.items() if contact_id not in found]
     for reason, ids in stops.items():
         result.stopped += _stop(Enrollment.objects.filter(id__in=ids), reason=reason)
     gone = {i for ids in stops.values() for i in ids}

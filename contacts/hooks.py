@@ -4,7 +4,7 @@ Drip sequences (and anything else) subscribe with `contact_event.connect(receive
 A receiver gets keyword arguments:
 
     organization_id   the organization's id
-    name              "contact_created", "tag_added" or a custom event name
+    name              one of the names below or a custom event name
     contacts          a Contact queryset (set-based: an import of a million contacts
                       is one emission, not a million)
     properties        dict: event properties; for tag_added {"tag": name, "tag_id": id}
@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 
 CONTACT_CREATED = "contact_created"
 TAG_ADDED = "tag_added"
+# The contact opted out (or was erased), bounced hard, complained, or replied to a message.
+UNSUBSCRIBED = "unsubscribed"
+BOUNCED = "bounced"
+COMPLAINED = "complained"
+MESSAGE_REPLIED = "message_replied"
+BUILT_IN = frozenset({CONTACT_CREATED, TAG_ADDED, UNSUBSCRIBED, BOUNCED, COMPLAINED, MESSAGE_REPLIED})
 
 contact_event = Signal()
 

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from accounts.tenancy import TenantRelatedField
 from config.validation import BoundedDateTimeField, BoundedJSONField
+from contacts import hooks
 from contacts.models import (
     SEGMENT_RULES_MAX_KEYS,
     Contact,
@@ -145,6 +146,12 @@ class EventSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z0-9_.:\-]{1,100}$", help_text="Letters, digits, _ . : - (max 100).")
     properties = BoundedJSONField(required=False, default=dict)
     occurred_at = BoundedDateTimeField(required=False)
+
+    def validate_name(self, value):
+        # The built-in names are what the system itself reports (opt-outs stop drip sequences).
+        if value in hooks.BUILT_IN:
+            raise serializers.ValidationError(f'"{value}" is a built-in event name; choose another.')
+        return value
 
     def validate_properties(self, value):
         if not isinstance(value, dict):

@@ -311,6 +311,13 @@ def contact_erase(*, contact: Contact, by: User | None = None) -> Contact:
             erased_at=now,
             updated_at=now,
         )
+        # Erasure is the strongest opt-out: receivers end whatever still runs for the contact.
+        hooks.emit(
+            organization_id=contact.organization_id,
+            name=hooks.UNSUBSCRIBED,
+            contacts=Contact.objects.filter(pk=contact.pk),
+            properties={"source": "erasure"},
+        )
     logger.info("contact erased", extra={"contact_id": contact.pk})
     contact.refresh_from_db()
     return contact

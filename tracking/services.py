@@ -52,10 +52,10 @@ LOOKUP_CHUNK = 5000
 SOFT_BOUNCE_WINDOW = timedelta(days=30)
 
 # Names sent through contacts.hooks (drip sequences listen there).
-HOOK_REPLIED = "message_replied"
-HOOK_UNSUBSCRIBED = "unsubscribed"
-HOOK_BOUNCED = "bounced"
-HOOK_COMPLAINED = "complained"
+HOOK_REPLIED = hooks.MESSAGE_REPLIED
+HOOK_UNSUBSCRIBED = hooks.UNSUBSCRIBED
+HOOK_BOUNCED = hooks.BOUNCED
+HOOK_COMPLAINED = hooks.COMPLAINED
 
 _MESSAGE_FIELDS = ("id", "organization_id", "campaign_id", "contact_id", "sent_at", "to_address", "provider_message_id")
 

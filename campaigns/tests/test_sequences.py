@@ -360,3 +360,25 @@ def test_other_organizations_contacts_are_not_found():
         sequences.sequence_enroll(sequence=sequence, contact_ids=[stranger.pk])
     assert not Enrollment.objects.exists()
     assert sequence.status == SequenceStatus.ACTIVE
+
+
+def test_erasing_a_contact_stops_its_enrollments_and_nothing_more_is_written(django_capture_on_commit_callbacks):
+    sequence = make_sequence(steps=2)
+    contact = ContactFactory(organization=sequence.organization)
+    sequences.sequence_enroll(sequence=sequence, contact_ids=[contact.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        contact_services.contact_erase(contact=contact)
+    enrollment = Enrollment.objects.get(sequence=sequence)
+    assert (enrollment.status, enrollment.stop_reason) == (E.STOPPED, StopReason.UNSUBSCRIBED)
+    assert sequences.enrollments_advance(now=timezone.now() + timedelta(days=9)).written == 0
+    assert not Message.objects.filter(campaign_id=sequence.campaign_id).exists()
+
+
+def test_an_erased_contact_is_stopped_when_its_step_comes_due():
+    sequence = make_sequence(steps=2)
+    contact = ContactFactory(organization=sequence.organization)
+    sequences.sequence_enroll(sequence=sequence, contact_ids=[contact.pk])
+    Contact.objects.filter(pk=contact.pk).update(erased_at=timezone.now(), email=None)  # no hook ran
+    result = sequences.enrollments_advance(now=timezone.now() + timedelta(seconds=1))
+    assert (result.written, result.stopped) == (0, 1)
+    assert Enrollment.objects.get(sequence=sequence).stop_reason == StopReason.UNSUBSCRIBED

@@ -471,3 +471,13 @@ def test_creating_a_list_with_a_taken_name_is_400(manager):
     response = client.post("/api/v1/lists/", {"name": "newsletter"}, format="json")
     assert response.status_code == 400
     assert "name" in response.json()
+
+
+@pytest.mark.parametrize("name", ["unsubscribed", "message_replied", "contact_created"])
+def test_built_in_event_names_are_refused(manager, name):
+    client, _, org = manager
+    ContactFactory(organization=org, email="buyer@example.com")
+    response = client.post("/api/v1/events/", {"contact": "buyer@example.com", "name": name}, format="json")
+    assert response.status_code == 400, response.content
+    assert "built-in" in response.json()["name"][0]
+    assert not ContactEvent.objects.exists()
