@@ -791,11 +791,9 @@ def _advance_group(sequence: Sequence, steps: dict[int, SequenceStep], order: in
         contacts=Contact.objects.filter(pk__in=list(by_contact)),
         channel=sequence.channel,
     )
-    excluded = dict(
-        reachable.candidates.annotate(exclusion=reachable.reason)
-        .filter(exclusion__isnull=False)
-        .values_list("pk", "exclusion")
-    )
+    # Every candidate with why it may not be messaged (None: it may), in one query.
+    candidates = dict(reachable.candidates.annotate(exclusion=reachable.reason).values_list("pk", "exclusion"))
+    excluded = {pk: reason for pk, reason in candidates.items() if reason is not None}
     stops: dict[str, list[int]] = defaultdict(list)
     unsendable = []
     for contact_id, reason in excluded.items():
@@ -803,9 +801,8 @@ def _advance_group(sequence: Sequence, steps: dict[int, SequenceStep], order: in
             stops[STATUS_STOPS[reason]].append(by_contact[contact_id].id)
         else:
             unsendable.append(by_contact[contact_id])
-    found = set(reachable.candidates.values_list("pk", flat=True))
     # An erased contact is no candidate at all: erasure is the strongest opt-out.
-    stops[StopReason.UNSUBSCRIBED] += [d.id for contact_id, d in by_contact.items() if contact_id not in found]
+    stops[StopReason.UNSUBSCRIBED] += [d.id for contact_id, d in by_contact.items() if contact_id not in candidates]
     for reason, ids in stops.items():
         result.stopped += _stop(Enrollment.objects.filter(id__in=ids), reason=reason)
     gone = {i for ids in stops.values() for i in ids}
