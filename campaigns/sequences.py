@@ -219,7 +219,7 @@ def steps_clean(*, organization_id, channel: str, steps: Any) -> list[dict[str, 
             raise ValidationError({f"{path}.delay.value": ["Must be a whole number, 0 or more."]})
         if index > 0 and amount == 0:
             raise ValidationError({f"{path}.delay.value": ["A later step needs a delay greater than 0."]})
-        if timedelta(seconds=DELAY_SECONDS[unit] * amount) > MAX_DELAY:
+        if DELAY_SECONDS[unit] * amount > MAX_DELAY.total_seconds():
             raise ValidationError({f"{path}.delay.value": ["At most 10 years."]})
         template = step.get("template")
         if template in (None, ""):
@@ -438,8 +438,12 @@ def sending_policy_clean(*, window: Any, holidays: Any, frequency_cap: Any, time
     """Validate a policy through the planner's own parsing; raises ValidationError naming the field."""
     from campaigns import planner
 
+    if window is not None and not isinstance(window, dict):
+        raise ValidationError({"window": ["Must be an object {days, start, end}, or null for the default hours."]})
+    if holidays is not None and not isinstance(holidays, list):
+        raise ValidationError({"holidays": ['Must be a list of dates like "2026-12-25".']})
     try:
-        planner.PlanSettings.from_api(
+        settings = planner.PlanSettings.from_api(
             schedule={"window": window or None, "holidays": holidays or []},
             throttle=None,
             sending_domains=["localhost"],
@@ -459,7 +463,8 @@ def sending_policy_clean(*, window: Any, holidays: Any, frequency_cap: Any, time
         value = cap.get(key)
         if value is not None and (not _whole(value) or not 1 <= value <= 1000):
             raise ValidationError({f"frequency_cap.{key}": ["Must be a whole number from 1 to 1000, or null."]})
-    return {"window": window or {}, "holidays": holidays or [], "frequency_cap": cap}
+    days = sorted(day.isoformat() for day in settings.holidays)  # stored as the planner read them
+    return {"window": window or {}, "holidays": days, "frequency_cap": cap}
 
 
 def sending_policy_save(*, organization: Organization, by: User | None = None, **values: Any) -> SendingPolicy:
@@ -1048,7 +1053,24 @@ def sequence_stats(*, sequence: Sequence) -> list[dict[str, Any]]:
     return [figures[order] for order in orders]
 
 
+def enrollment_counts_by_sequence(sequence_ids: list) -> dict[Any, dict[str, int]]:
+    """Enrollments per status (and those waiting for admission) for many sequences, in one query."""
+    if not sequence_ids:
+        return {}
+    rows = (
+        Enrollment.objects.filter(sequence_id__in=sequence_ids)
+        .values("sequence_id")
+        .annotate(
+            active=Count("id", filter=Q(status=E.ACTIVE)),
+            completed=Count("id", filter=Q(status=E.COMPLETED)),
+            stopped=Count("id", filter=Q(status=E.STOPPED)),
+            waiting=Count("id", filter=Q(status=E.ACTIVE, started_at__isnull=True)),
+        )
+        .order_by()
+    )
+    return {row.pop("sequence_id"): row for row in rows}
+
+
 def enrollment_counts(*, sequence: Sequence) -> dict[str, int]:
-    counts = dict(Enrollment.objects.filter(sequence=sequence).values_list("status").annotate(n=Count("id")).order_by())
-    waiting = Enrollment.objects.filter(sequence=sequence, status=E.ACTIVE, started_at__isnull=True).count()
-    return {**{status: counts.get(status, 0) for status in E.values}, "waiting": waiting}
+    empty = {"active": 0, "completed": 0, "stopped": 0, "waiting": 0}
+    return enrollment_counts_by_sequence([sequence.pk]).get(sequence.pk, empty)

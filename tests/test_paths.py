@@ -3,6 +3,8 @@
 import pytest
 
 from callbacks.tests.factories import CallbackRequestFactory
+from campaigns import sequences
+from campaigns.models import Enrollment, Sequence
 from campaigns.tests.factories import CampaignFactory, EmailTemplateFactory, SendingDomainFactory
 from contacts.tests.factories import ContactFactory, ContactListFactory, SegmentFactory
 
@@ -11,6 +13,25 @@ pytestmark = pytest.mark.django_db
 
 def both_forms(path: str) -> list[str]:
     return [path, f"{path}/"]
+
+
+def make_sequence(organization, *, active: bool = True) -> Sequence:
+    template = EmailTemplateFactory(organization=organization)
+    sequence = sequences.sequence_save(
+        sequence=Sequence(organization=organization, name="Drip", channel="email"),
+        trigger={"type": "api"},
+        steps=[{"order": 1, "template": str(template.pk)}],
+    )
+    if active:
+        sequence = sequences.sequence_activate(sequence=sequence)
+    return sequence
+
+
+def make_enrollment(organization) -> Enrollment:
+    sequence = make_sequence(organization)
+    contact = ContactFactory(organization=organization)
+    sequences.sequence_enroll(sequence=sequence, contact_ids=[contact.pk])
+    return Enrollment.objects.get(sequence=sequence, contact=contact)
 
 
 def contract_paths(organization) -> list[tuple[str, str]]:
@@ -22,6 +43,7 @@ def contract_paths(organization) -> list[tuple[str, str]]:
     campaign = CampaignFactory(organization=organization, template=template)
     callback = CallbackRequestFactory(organization=organization, contact=contact)
     sending_domain = SendingDomainFactory(organization=organization)
+    sequence = make_enrollment(organization).sequence
     return [
         ("get", "/api/v1/contacts"),
         ("get", f"/api/v1/contacts/{contact.public_id}"),
@@ -45,6 +67,12 @@ def contract_paths(organization) -> list[tuple[str, str]]:
         ("get", "/api/v1/sending-domains"),
         ("get", f"/api/v1/sending-domains/{sending_domain.pk}"),
         ("post", f"/api/v1/sending-domains/{sending_domain.pk}/verify"),
+        ("get", "/api/v1/sequences"),
+        ("get", f"/api/v1/sequences/{sequence.pk}"),
+        ("post", f"/api/v1/sequences/{sequence.pk}/enroll"),
+        ("get", f"/api/v1/sequences/{sequence.pk}/enrollments"),
+        ("get", f"/api/v1/sequences/{sequence.pk}/stats"),
+        ("get", "/api/v1/sending-policy"),
         ("get", "/api/v1/callbacks"),
         ("post", f"/api/v1/callbacks/{callback.pk}/assign"),
         ("post", f"/api/v1/callbacks/{callback.pk}/status"),
@@ -52,6 +80,16 @@ def contract_paths(organization) -> list[tuple[str, str]]:
         ("get", f"/api/v1/callbacks/{callback.pk}/activities"),
         ("get", "/api/v1/callbacks/settings"),
         ("get", "/api/v1/callbacks/metrics"),
+    ]
+
+
+def state_change_paths(organization) -> list[tuple[str, str]]:
+    """(method, path) of state changes as API.md writes them, on fresh rows: each answers 200 once."""
+    return [
+        ("post", f"/api/v1/sequences/{make_sequence(organization, active=False).pk}/activate"),
+        ("post", f"/api/v1/sequences/{make_sequence(organization).pk}/pause"),
+        ("post", f"/api/v1/sequences/{make_sequence(organization).pk}/archive"),
+        ("post", f"/api/v1/enrollments/{make_enrollment(organization).pk}/stop"),
     ]
 
 
@@ -65,10 +103,19 @@ def test_every_contract_path_answers_with_and_without_a_trailing_slash(member_cl
             assert response["Content-Type"].startswith("application/json"), (method, form)
 
 
+def test_state_changes_answer_with_and_without_a_trailing_slash(member_client):
+    client, _user, organization = member_client("owner")
+    for form in ("", "/"):
+        for method, path in state_change_paths(organization):
+            response = getattr(client, method)(f"{path}{form}", {}, format="json")
+            assert response.status_code == 200, (method, path + form, response.status_code)
+            assert response["Content-Type"].startswith("application/json"), (method, path + form)
+
+
 def test_another_organizations_ids_answer_404_on_both_forms(member_client):
     client, _user, _organization = member_client("owner")
     _other_client, _other_user, other = member_client("owner")
-    for method, path in contract_paths(other):
+    for method, path in [*contract_paths(other), *state_change_paths(other)]:
         if path.count("/") < 5:
             continue  # list endpoints carry no id
         for form in both_forms(path):
