@@ -1,14 +1,53 @@
-"""Campaigns in the admin: status and counts, and the same actions as the API."""
+"""Campaigns, drip sequences, enrollments and the sending policy in the admin: the same services as the API."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from accounts.tenancy import Area, TenantModelAdmin
-from campaigns import selectors, services
-from campaigns.models import Campaign, CampaignStatus, CampaignVariant, Message, MessageStatus, SendingDomain
+from campaigns import selectors, sequences, services
+from campaigns.forms import (
+    CONDITION_CHOICES,
+    OTHERWISE_CHOICES,
+    RULES,
+    SETTING_FIELDS,
+    STEP_PATH,
+    WEEKDAYS,
+    Refusal,
+    SendingPolicyForm,
+    SequenceForm,
+    StepForm,
+    StepFormSet,
+    error_paths,
+    policy_refusal,
+    sequence_refusal,
+)
+from campaigns.models import (
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    CampaignVariant,
+    Enrollment,
+    EnrollmentStatus,
+    Message,
+    MessageStatus,
+    SendingDomain,
+    SendingPolicy,
+    Sequence,
+    SequenceStatus,
+    SequenceStep,
+)
 from config.errors import DomainError
 
 
@@ -77,6 +116,10 @@ class CampaignAdmin(TenantModelAdmin):
                         )
 
         return CampaignForm
+
+    def get_queryset(self, request):
+        # A sequence's own campaign is reached through its sequence, not listed among broadcasts.
+        return super().get_queryset(request).exclude(kind=CampaignKind.SEQUENCE)
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and obj.status != CampaignStatus.DRAFT:
@@ -220,3 +263,551 @@ def _apply_each(model_admin, request, queryset, act, label, done: str) -> None:
             model_admin.message_user(request, f"{label(obj)}: {message}", messages.ERROR)
         else:
             model_admin.message_user(request, f"{label(obj)}: {done}.")
+
+
+# --- Drip sequences ------------------------------------------------------------------------------------------
+
+
+class NotFoundAdminMixin:
+    """A row outside the staff member's organizations answers 404, as in the API (not a redirect)."""
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        raise Http404(f"No {opts.verbose_name} with this id.")
+
+
+class RefusalAdminMixin(NotFoundAdminMixin):
+    """Saves through a service; what it refuses is shown on the form, with the data as submitted.
+
+    `save_related` (or `save_model`) raises `_Refused` with the service's errors placed by field. The
+    admin's transaction is rolled back and the page is built again from the submitted data, the errors
+    on the fields (and inline rows) they name."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _Refused as refused:
+            request._campaigns_admin_refusal = refused.refusal
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _Refused as refused:  # nothing on the form took the errors: say them on the page
+            self.message_user(request, _refusal_text(refused.refusal), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        refusal = getattr(request, "_campaigns_admin_refusal", None)
+        return form if refusal is None else type(form.__name__, (form,), {"refusal": refusal})
+
+
+class _Refused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal)
+        self.refusal = refusal
+
+
+def _refusal_text(refusal: Refusal) -> str:
+    texts = [problem for problems in refusal.form.values() for problem in problems] + refusal.steps
+    texts += [problem for row in refusal.rows.values() for problems in row.values() for problem in problems]
+    return " ".join(texts) or "The change was refused."
+
+
+def _describe(exc: ValidationError | DomainError) -> str:
+    """A service's refusal as one sentence for a page message ("Step 2, template: ...")."""
+    parts = []
+    for key, problems in error_paths(exc).items():
+        step = STEP_PATH.match(key)
+        if step is not None:
+            where = f"Step {int(step[1]) + 1}" + (f", {step[2]}" if step[2] else "")
+        else:
+            where = "" if key in (NON_FIELD_ERRORS, "steps") else key
+        parts += [f"{where}: {problem}" if where else problem for problem in problems]
+    return " ".join(parts)
+
+
+class StepInline(admin.TabularInline):
+    model = SequenceStep
+    form = StepForm
+    formset = StepFormSet
+    fields = ["order", "delay_value", "delay_unit", "template", "condition_type", "otherwise", "condition_rules"]
+    shown_fields = ["order", "delay", "template", "condition_text"]
+    ordering = ["order"]
+    verbose_name = "step"
+    verbose_name_plural = "steps"
+
+    def _sequence_admin(self):
+        return self.admin_site.get_model_admin(Sequence)
+
+    # The steps are part of the sequence: shown on a sequence page the tenancy allowed, editable when it is.
+    def has_view_permission(self, request, obj=None):
+        return True
+
+    def has_add_permission(self, request, obj=None):
+        return obj is not None and self._sequence_admin().has_change_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_add_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_add_permission(request, obj)
+
+    def get_fields(self, request, obj=None):
+        return self.fields if self.has_change_permission(request, obj) else self.shown_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if self.has_change_permission(request, obj) else self.shown_fields
+
+    def get_extra(self, request, obj=None, **kwargs):
+        if not self.has_add_permission(request, obj):
+            return 0
+        return 0 if obj.steps.exists() else 3
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("template")
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "template" and isinstance(getattr(formfield, "widget", None), RelatedFieldWidgetWrapper):
+            formfield.widget.can_delete_related = False  # a template is deleted on its own page, not from a step
+        return formfield
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        refusal = getattr(request, "_campaigns_admin_refusal", None)
+        return formset if refusal is None else type(formset.__name__, (formset,), {"refusal": refusal})
+
+    @admin.display(description="Wait")
+    def delay(self, obj):
+        return f"{obj.delay_value} {obj.get_delay_unit_display()}"
+
+    @admin.display(description="Condition")
+    def condition_text(self, obj):
+        return _condition_text(obj.condition)
+
+
+def _condition_text(condition: dict) -> str:
+    if not condition:
+        return "Always"
+    labels = dict(CONDITION_CHOICES)
+    kind = labels[RULES] if "rules" in condition else labels.get(condition.get("type"), condition.get("type"))
+    otherwise = dict(OTHERWISE_CHOICES).get(condition.get("otherwise", "skip"), "")
+    return f"{kind}; otherwise: {otherwise.lower()}"
+
+
+def _enrollment_count(status: str):
+    counted = (
+        Enrollment.objects.filter(sequence=OuterRef("pk"), status=status)
+        .order_by()
+        .values("sequence")
+        .annotate(n=Count("id"))
+        .values("n")[:1]
+    )
+    # A scalar subquery in the SELECT list: counted for the rows on the page, not for the whole table.
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+STAT_COLUMNS = ("sent", "opened", "clicked", "replied", "stopped")
+# Which status buttons a sequence's page offers; the services decide what is allowed.
+STATUS_BUTTONS = {
+    SequenceStatus.DRAFT: [("activate", "Activate"), ("archive", "Archive")],
+    SequenceStatus.ACTIVE: [("pause", "Pause"), ("archive", "Archive")],
+    SequenceStatus.PAUSED: [("activate", "Resume"), ("archive", "Archive")],
+    SequenceStatus.ARCHIVED: [],
+}
+STATUS_SERVICES = {
+    "activate": (sequences.sequence_activate, "activated"),
+    "pause": (sequences.sequence_pause, "paused"),
+    "archive": (sequences.sequence_archive, "archived; its active enrollments were stopped"),
+}
+
+
+@admin.register(Sequence)
+class SequenceAdmin(RefusalAdminMixin, TenantModelAdmin):
+    """Drip sequences: trigger, settings and steps as plain widgets, saved through `sequences.sequence_save`."""
+
+    permission_area = Area.CAMPAIGNS
+    form = SequenceForm
+    list_display = ["name", "channel", "trigger", "status", "active_count", "completed_count", "stopped_count"]
+    list_filter = ["status", "channel", "trigger_type", "organization"]
+    search_fields = ["name"]
+    list_select_related = ["organization"]
+    actions = ["activate", "pause", "archive"]
+    change_form_template = "admin/campaigns/sequence/change_form.html"
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                active_n=_enrollment_count(EnrollmentStatus.ACTIVE),
+                completed_n=_enrollment_count(EnrollmentStatus.COMPLETED),
+                stopped_n=_enrollment_count(EnrollmentStatus.STOPPED),
+            )
+        )
+
+    # --- the form ---
+
+    def get_fieldsets(self, request, obj=None):
+        editable = obj is None or self.has_change_permission(request, obj)
+        main = ["organization", "name", "channel"] + (["status"] if obj is not None else [])
+        fieldsets = [
+            (None, {"fields": main}),
+            (
+                "Trigger",
+                {"fields": ["trigger_type", "trigger_value"] if editable else ["trigger"]},
+            ),
+            ("Settings", {"fields": list(SETTING_FIELDS) if editable else ["settings_text"]}),
+        ]
+        if obj is None:
+            fieldsets.append(("Steps", {"fields": [], "description": "Save the sequence first, then add its steps."}))
+        else:
+            fieldsets.append(("Enrollments and results", {"fields": ["enrollment_summary", "step_stats"]}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["organization", "status", "trigger", "settings_text", "enrollment_summary", "step_stats"]
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if not request.user.is_superuser:
+            writable = self._org_ids(request, write=True)
+            if len(writable) == 1:
+                initial.setdefault("organization", writable[0])
+        return initial
+
+    def get_inlines(self, request, obj):
+        return [StepInline] if obj is not None else []
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.status == SequenceStatus.ARCHIVED:
+            return False  # shown, never changed
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status != SequenceStatus.DRAFT:
+            return False  # archive it instead
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        pass  # saved with its steps, in one service call, by save_related
+
+    def save_related(self, request, form, formsets, change):
+        steps_formset = next((f for f in formsets if isinstance(f, StepFormSet)), None)
+        kept = steps_formset.kept_forms() if steps_formset is not None else []
+        try:
+            sequences.sequence_save(
+                sequence=form.instance,
+                trigger=form.trigger(),
+                settings=form.sequence_settings(),
+                steps=None if steps_formset is None else [row.step(order) for order, row in enumerate(kept, start=1)],
+                by=request.user,
+            )
+        except (ValidationError, DomainError) as exc:
+            refusal = sequence_refusal(exc, step_prefixes=[row.prefix for row in kept])
+            if steps_formset is None and refusal.steps:  # no steps on the page to show them on
+                refusal.add(None, refusal.steps)
+            raise _Refused(refusal) from None
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        # The steps are replaced by the service, not saved row by row through the formset.
+        message = super().construct_change_message(request, form, [], add)
+        if not add and any(formset.has_changed() for formset in formsets):
+            message.append({"changed": {"fields": ["steps"]}})
+        return message
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # Steps are added on the sequence's own page, where templates of its channel are offered.
+        if "_addanother" not in request.POST and IS_POPUP_VAR not in request.POST:
+            request.POST = request.POST.copy()
+            request.POST["_continue"] = 1
+        return super().response_add(request, obj, post_url_continue)
+
+    def delete_model(self, request, obj):
+        sequences.sequence_delete(sequence=obj)
+
+    def delete_queryset(self, request, queryset):
+        if queryset.exclude(pk__in=_writable(self, request, queryset).values("pk")).exists():
+            raise PermissionDenied  # rows the staff member may only read
+        # Only drafts get this far (see has_delete_permission); one that went live since the confirmation
+        # page makes the service refuse, which rolls back the whole deletion and is shown on the page.
+        for sequence in queryset:
+            sequences.sequence_delete(sequence=sequence)
+
+    # --- what the pages show ---
+
+    @admin.display(description="Trigger", ordering="trigger_type")
+    def trigger(self, obj):
+        label = obj.get_trigger_type_display()
+        return f"{label}: {obj.trigger_value}" if obj.trigger_value else label
+
+    @admin.display(description="Active", ordering="active_n")
+    def active_count(self, obj):
+        return obj.active_n
+
+    @admin.display(description="Completed", ordering="completed_n")
+    def completed_count(self, obj):
+        return obj.completed_n
+
+    @admin.display(description="Stopped", ordering="stopped_n")
+    def stopped_count(self, obj):
+        return obj.stopped_n
+
+    @admin.display(description="Settings")
+    def settings_text(self, obj):
+        values = {**sequences.DEFAULT_SETTINGS, **(obj.settings or {})}
+        cap = values["max_new_per_day"]
+        return "; ".join(
+            [
+                f"stop on reply: {'yes' if values['stop_on_reply'] else 'no'}",
+                f"business hours: {'yes' if values['respect_business_hours'] else 'no'}",
+                f"re-entry: {'yes' if values['allow_reentry'] else 'no'}",
+                f"new contacts per day: {cap if cap is not None else 'no limit'}",
+            ]
+        )
+
+    @admin.display(description="Enrollments")
+    def enrollment_summary(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        counts = sequences.enrollment_counts(sequence=obj)
+        listing = reverse("admin:campaigns_enrollment_changelist")
+        links = format_html_join(
+            " · ",
+            '<a href="{}?sequence__id__exact={}&amp;status__exact={}">{}: {}</a>',
+            ((listing, obj.pk, status.value, status.label, counts.get(status.value, 0)) for status in EnrollmentStatus),
+        )
+        waiting = counts.get("waiting", 0)
+        if waiting:
+            return format_html("{} ({} waiting for the daily limit)", links, waiting)
+        return links
+
+    @admin.display(description="Per step")
+    def step_stats(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        rows = sequences.sequence_stats(sequence=obj)
+        if not rows:
+            return "No steps yet."
+        names = dict(obj.steps.values_list("order", "template__name"))
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((row["step"], names.get(row["step"], ""), *(row[key] for key in STAT_COLUMNS)) for row in rows),
+        )
+        return format_html(
+            '<table class="sequence-stats"><thead><tr><th>Step</th><th>Template</th><th>Sent</th><th>Opened</th>'
+            "<th>Clicked</th><th>Replied</th><th>Stopped here</th></tr></thead><tbody>{}</tbody></table>",
+            body,
+        )
+
+    # --- status: buttons on the page and list actions, through the services ---
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/<str:action>/status/",
+                self.admin_site.admin_view(self.status_view),
+                name="campaigns_sequence_status",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        buttons = []
+        if obj is not None and self.has_change_permission(request, obj):
+            buttons = [
+                {"label": label, "url": reverse("admin:campaigns_sequence_status", args=[obj.pk, action])}
+                for action, label in STATUS_BUTTONS[obj.status]
+            ]
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), "status_buttons": buttons})
+
+    def status_view(self, request, object_id, action):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if action not in STATUS_SERVICES:
+            raise Http404("No such action.")
+        sequence = self.get_object(request, unquote(object_id))
+        if sequence is None:
+            raise Http404("No sequence with this id.")
+        if not self.has_change_permission(request, sequence):
+            raise PermissionDenied
+        service, done = STATUS_SERVICES[action]
+        self._change_status(request, sequence, service, done)
+        return HttpResponseRedirect(reverse("admin:campaigns_sequence_change", args=[sequence.pk]))
+
+    def _change_status(self, request, sequence, service, done: str) -> None:
+        try:
+            service(sequence=sequence, by=request.user)
+        except (ValidationError, DomainError) as exc:
+            self.message_user(request, f"{sequence.name}: {_describe(exc)}", messages.ERROR)
+        else:
+            self.message_user(request, f"{sequence.name}: {done}.", messages.SUCCESS)
+
+    def _each(self, request, queryset, action: str) -> None:
+        service, done = STATUS_SERVICES[action]
+        for sequence in _writable(self, request, queryset):
+            self._change_status(request, sequence, service, done)
+
+    @admin.action(description="Activate (or resume) the selected sequences", permissions=["change"])
+    def activate(self, request, queryset):
+        self._each(request, queryset, "activate")
+
+    @admin.action(description="Pause the selected sequences", permissions=["change"])
+    def pause(self, request, queryset):
+        self._each(request, queryset, "pause")
+
+    @admin.action(description="Archive the selected sequences (stops their enrollments)", permissions=["change"])
+    def archive(self, request, queryset):
+        self._each(request, queryset, "archive")
+
+
+def _writable(model_admin, request, queryset):
+    """The selected rows the staff member may change (the list also shows rows they may only read)."""
+    if request.user.is_superuser:
+        return queryset
+    return queryset.filter(organization__in=model_admin._org_ids(request, write=True))
+
+
+# --- Enrollments ----------------------------------------------------------------------------------------------
+
+STOP_AT_ONCE = 1000  # enrollments one "Stop" action handles; more: archive the sequence instead
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(NotFoundAdminMixin, TenantModelAdmin):
+    """Who is in which sequence, how far, and why they left; the one write is "Stop"."""
+
+    permission_area = Area.CAMPAIGNS
+    list_display = [
+        "contact_email",
+        "sequence",
+        "status",
+        "stop_reason",
+        "current_step",
+        "next_message_at",
+        "entered_at",
+        "exited_at",
+    ]
+    list_filter = ["sequence", "status", "stop_reason", "organization"]
+    search_fields = ["^contact__email"]
+    search_help_text = "The contact's email address, or its beginning."
+    list_select_related = ["contact", "sequence"]
+    ordering = ["-id"]  # the newest first, along the primary key
+    show_full_result_count = False
+    actions = ["stop"]
+    fields = [
+        "organization",
+        "sequence",
+        "contact",
+        "status",
+        "stop_reason",
+        "entry",
+        "current_step",
+        "next_message_at",
+        "entered_at",
+        "started_at",
+        "exited_at",
+        "note",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, *args):
+        return False  # contacts enter through the trigger or the API's enroll
+
+    def has_change_permission(self, request, obj=None):
+        # A record, never edited; the list's "Stop" action needs the right to change enrollments.
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Contact", ordering="contact__email")
+    def contact_email(self, obj):
+        return str(obj.contact)
+
+    @admin.action(description="Stop the selected enrollments", permissions=["change"])
+    def stop(self, request, queryset):
+        selected = list(_writable(self, request, queryset)[: STOP_AT_ONCE + 1])
+        if len(selected) > STOP_AT_ONCE:
+            self.message_user(
+                request,
+                f"Select at most {STOP_AT_ONCE} enrollments at a time (or archive the sequence).",
+                messages.ERROR,
+            )
+            return
+        stopped, refused = 0, Counter()
+        for enrollment in selected:
+            try:
+                sequences.enrollment_stop(enrollment=enrollment, by=request.user)
+            except (ValidationError, DomainError) as exc:
+                refused[_describe(exc)] += 1
+            else:
+                stopped += 1
+        if stopped:
+            self.message_user(request, f"Stopped {stopped} enrollment(s).", messages.SUCCESS)
+        for reason, count in refused.items():
+            self.message_user(request, f"{count} not stopped: {reason}", messages.ERROR)
+
+
+# --- The sending policy ---------------------------------------------------------------------------------------
+
+
+@admin.register(SendingPolicy)
+class SendingPolicyAdmin(RefusalAdminMixin, TenantModelAdmin):
+    """Business hours and the frequency cap of an organization, saved through `sequences.sending_policy_save`.
+    Organization-wide rules: owners and admins change them, as through the API."""
+
+    permission_area = Area.ORGANIZATION
+    form = SendingPolicyForm
+    list_display = ["organization", "hours", "holiday_count", "cap", "updated_at"]
+    list_filter = ["organization"]
+    fieldsets = [
+        (None, {"fields": ["organization"]}),
+        ("Business hours (organization's time zone)", {"fields": ["window_days", "window_start", "window_end"]}),
+        ("Holidays", {"fields": ["holidays_text"]}),
+        ("Frequency cap", {"fields": ["per_day", "per_week"]}),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organization"] if obj is not None else []
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if not request.user.is_superuser:
+            writable = self._org_ids(request, write=True)
+            if len(writable) == 1:
+                initial.setdefault("organization", writable[0])
+        return initial
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # change it instead; every change is audited by the service
+
+    def save_model(self, request, obj, form, change):
+        organization = obj.organization if change else form.cleaned_data["organization"]
+        try:
+            saved = sequences.sending_policy_save(organization=organization, by=request.user, **form.policy_values())
+        except (ValidationError, DomainError) as exc:
+            raise _Refused(policy_refusal(exc)) from None
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+    @admin.display(description="Business hours")
+    def hours(self, obj):
+        window = obj.window or {}
+        if not window:
+            return "default (Monday to Friday, 09:00-17:00)"
+        days = dict(WEEKDAYS)
+        named = ", ".join(days[day][:3] for day in window.get("days", []) if day in days)
+        return f"{named} {window.get('start')}-{window.get('end')}"
+
+    @admin.display(description="Holidays")
+    def holiday_count(self, obj):
+        return len(obj.holidays or [])
+
+    @admin.display(description="Frequency cap")
+    def cap(self, obj):
+        cap = obj.frequency_cap or {}
+        parts = [f"{cap[key]} {label}" for key, label in (("per_day", "a day"), ("per_week", "a week")) if cap.get(key)]
+        return ", ".join(parts) or "none"
