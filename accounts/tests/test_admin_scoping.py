@@ -131,3 +131,21 @@ def test_user_choices_are_members_of_their_organizations(rf):
 
     assert colleague.user in choices
     assert stranger.user not in choices
+
+
+def test_bulk_delete_reaches_only_organizations_where_the_role_may_write(client):
+    """A manager in one organization and a viewer in another sees both organizations' tags, but
+    the bulk delete of a mixed selection is refused and deletes nothing."""
+    membership = staff_member(Role.MANAGER)
+    other = OrganizationFactory()
+    MembershipFactory(user=membership.user, organization=other, role=Role.VIEWER)
+    ours = TagFactory(organization=membership.organization, name="ours-tag")
+    theirs = TagFactory(organization=other, name="read-only-tag")
+    client.force_login(membership.user)
+    assert b"read-only-tag" in client.get("/admin/contacts/tag/").content
+    response = client.post(
+        "/admin/contacts/tag/",
+        {"action": "delete_selected", "post": "yes", "_selected_action": [str(ours.pk), str(theirs.pk)]},
+    )
+    assert response.status_code == 403
+    assert set(Tag.objects.values_list("name", flat=True)) == {"ours-tag", "read-only-tag"}
