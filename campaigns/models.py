@@ -70,6 +70,9 @@ class Campaign(TenantModel):
     )
     followup_expanded_at = models.DateTimeField(null=True, blank=True)
     ab_test = models.JSONField(default=dict, blank=True)
+    ab_result = models.JSONField(
+        default=dict, blank=True, help_text="The A/B decision: winner, p-value, z, per variant (empty until decided)."
+    )
     variables = models.JSONField(default=dict, blank=True, help_text="Values for the template's variables.")
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
     status_reason = models.CharField(max_length=300, blank=True, default="")
@@ -125,6 +128,7 @@ class CampaignVariant(models.Model):
 class MessageStatus(models.IntegerChoices):
     # Gaps leave room; the order is the lifecycle's so status only moves forward.
     PLANNED = 0, "planned"
+    HELD = 5, "held"  # the rest of an A/B test, waiting for the winner: never planned or dispatched
     QUEUED = 10, "queued"
     CLAIMED = 20, "claimed"
     SENDING = 30, "sending"
@@ -141,7 +145,13 @@ class MessageStatus(models.IntegerChoices):
 
 
 # Messages in these states may still be sent: a campaign is not complete while any exist.
-PENDING_STATUSES = (MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.CLAIMED, MessageStatus.SENDING)
+PENDING_STATUSES = (
+    MessageStatus.PLANNED,
+    MessageStatus.HELD,
+    MessageStatus.QUEUED,
+    MessageStatus.CLAIMED,
+    MessageStatus.SENDING,
+)
 
 
 class Message(models.Model):
@@ -279,6 +289,9 @@ class SendingPolicy(TenantModel):
         "7 days (absent or null = no cap).",
     )
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "sending policies"
 
     def __str__(self) -> str:
         return f"sending policy of {self.organization_id}"

@@ -82,7 +82,14 @@ def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         {"variant": variant.name, "kpis": _kpis(messages.filter(variant=variant))}
         for variant in campaign.variants.all()
     ]
-    return {"kpis": _kpis(messages), "timeline": list(timeline), "variants": variants}
+    from campaigns.ab import campaign_ab_state
+
+    return {
+        "kpis": _kpis(messages),
+        "timeline": list(timeline),
+        "variants": variants,
+        "ab_test": campaign_ab_state(campaign),
+    }
 
 
 # --- senders and sending domains -------------------------------------------------------------------

@@ -37,6 +37,9 @@ class CampaignSerializer(serializers.ModelSerializer):
             "followup",
             "ab_test",
             "variables",
+            "recurrence",
+            "series",
+            "next_run_at",
             "status",
             "status_reason",
             "recipients",
@@ -49,6 +52,8 @@ class CampaignSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "id",
             "template_version",
+            "series",
+            "next_run_at",
             "status",
             "status_reason",
             "recipients",
@@ -58,6 +63,18 @@ class CampaignSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+        extra_kwargs = {
+            "recurrence": {
+                "help_text": "An RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9;BYMINUTE=0, read in the schedule's "
+                "time zone (else the organization's); at most hourly. Launching makes the campaign a series "
+                "that launches a copy of itself (a run) at each occurrence. Empty = sent once."
+            },
+            "series": {"help_text": "For a run: the series it was launched by."},
+            "next_run_at": {"help_text": "For a running series: when its next run starts."},
+        }
+
+    def validate_recurrence(self, value):
+        return value.strip()
 
     def _check_object(self, value, name):
         if not isinstance(value, dict):
@@ -159,10 +176,43 @@ class VariantStatsSerializer(serializers.Serializer):
     kpis = KpiSerializer()
 
 
+class AbVariantSerializer(serializers.Serializer):
+    variant = serializers.CharField()
+    sent = serializers.IntegerField()
+    bounced = serializers.IntegerField()
+    opened = serializers.IntegerField(help_text="Unique opens by people (machine opens excluded).")
+    clicked = serializers.IntegerField(help_text="Unique clicks by people (machine clicks excluded).")
+    rate = serializers.FloatField(help_text="The test's metric over sent minus bounced.")
+
+
+class AbTestStateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["testing", "waiting", "decided"])
+    metric = serializers.ChoiceField(choices=["open_rate", "click_rate"])
+    test_fraction = serializers.FloatField()
+    wait_hours = serializers.FloatField()
+    on_no_winner = serializers.ChoiceField(choices=["first", "split"])
+    test_size = serializers.IntegerField()
+    held = serializers.IntegerField(help_text="Messages held for the winner.")
+    decision_due_at = serializers.DateTimeField(allow_null=True)
+    winner = serializers.CharField(allow_null=True, help_text="Null before the decision, or when the rest is split.")
+    leader = serializers.CharField(allow_null=True, help_text="The variant with the best rate so far.")
+    p_value = serializers.FloatField(allow_null=True, help_text="Two-sided z-test against the closest rival.")
+    z = serializers.FloatField(allow_null=True)
+    significant = serializers.BooleanField(help_text="p < 0.05 against every other variant.")
+    decided_at = serializers.DateTimeField(allow_null=True)
+    decided_by = serializers.ChoiceField(choices=["auto", "manual"], allow_null=True)
+    per_variant = AbVariantSerializer(many=True)
+
+
+class AbWinnerSerializer(serializers.Serializer):
+    variant = serializers.CharField(max_length=100, help_text="The variant's name (or id).")
+
+
 class StatsSerializer(serializers.Serializer):
     kpis = KpiSerializer()
     timeline = TimelineRowSerializer(many=True)
     variants = VariantStatsSerializer(many=True)
+    ab_test = AbTestStateSerializer(allow_null=True, help_text="Null for a campaign without an A/B test.")
 
 
 class TestSendSerializer(serializers.Serializer):

@@ -39,6 +39,7 @@ from campaigns.models import (
     SendingDomainStatus,
     VerificationMethod,
 )
+from campaigns.recurrence import recurrence_problems, series_launch, series_resume
 from campaigns.state import IllegalTransition, transition
 from config.errors import ConflictError, DomainError
 from config.validation import check_date
@@ -140,6 +141,8 @@ def campaign_validate(*, campaign: Campaign, for_launch: bool = False) -> None:
     if for_launch and not campaign.template_id and not campaign.variants.exists():
         errors["template"] = ["Choose a template (or variants) before launching."]
     errors.update(_followup_problems(campaign))
+    errors.update(recurrence_problems(campaign))
+    errors.update(_ab_test_problems(campaign, for_launch=for_launch))
     for index, domain in enumerate(campaign.sending_domains or []):
         try:
             selectors.domain_normalize(domain)
@@ -147,6 +150,23 @@ def campaign_validate(*, campaign: Campaign, for_launch: bool = False) -> None:
             errors[f"sending_domains[{index}]"] = [str(exc)]
     if errors:
         raise ValidationError(errors)
+
+
+def _ab_test_problems(campaign: Campaign, *, for_launch: bool) -> dict[str, list[str]]:
+    """The A/B settings' shape on every save (stored completed); the variant count where it is known
+    (on launch, and on saves of a campaign whose variants exist already)."""
+    from campaigns import abtest
+
+    if not campaign.ab_test:
+        return {}
+    variants = campaign.variants.count() if campaign.pk and not campaign._state.adding else 0
+    try:
+        campaign.ab_test = abtest.ab_test_clean(campaign.ab_test, variants=variants if for_launch else 2)
+    except ValidationError as exc:
+        return exc.message_dict
+    if for_launch and campaign.recurrence:
+        return {"ab_test": ["A recurring campaign cannot run an A/B test with a winner; send it once."]}
+    return {}
 
 
 def _verification_help(domain: str, pending: SendingDomain | None) -> str:
@@ -355,6 +375,9 @@ def campaign_launch(*, campaign: Campaign, by: User | None = None) -> Campaign:
             raise IllegalTransition(campaign.status, S.RUNNING)
         campaign_validate(campaign=campaign, for_launch=True)
         campaign_check_senders(campaign=campaign)
+        if campaign.recurrence:
+            # A series is not expanded itself: each occurrence launches a run (campaigns.recurrence).
+            return series_launch(campaign=campaign, by=by)
         start_at = plan_settings(campaign).start_at
         transition(campaign, to=S.SCHEDULED if start_at > timezone.now() else S.RUNNING)
         campaign.starts_at = start_at
@@ -406,10 +429,13 @@ def campaign_resume(*, campaign: Campaign, by: User | None = None) -> Campaign:
         campaign = _locked(campaign)
         if campaign.status != S.PAUSED:
             raise ConflictError(f"Only a paused campaign can be resumed; this one is {campaign.status}.")
-        starts_at = campaign.starts_at or timezone.now()
-        transition(campaign, to=S.SCHEDULED if starts_at > timezone.now() else S.RUNNING)
+        if campaign.recurrence:
+            series_resume(campaign=campaign)  # next_run_at from now, or completed when none is left
+        else:
+            starts_at = campaign.starts_at or timezone.now()
+            transition(campaign, to=S.SCHEDULED if starts_at > timezone.now() else S.RUNNING)
         campaign.status_reason = ""
-        campaign.save(update_fields=["status", "status_reason", "updated_at"])
+        campaign.save(update_fields=["status", "status_reason", "next_run_at", "completed_at", "updated_at"])
         _audit_status(campaign, by=by, action="campaign.resumed", before=S.PAUSED)
     return campaign
 
@@ -421,9 +447,11 @@ def campaign_cancel(*, campaign: Campaign, by: User | None = None) -> Campaign:
         before = campaign.status
         transition(campaign, to=S.CANCELLED)
         campaign.completed_at = timezone.now()
-        campaign.save(update_fields=["status", "completed_at", "updated_at"])
+        campaign.next_run_at = None  # a series makes no further runs; its runs under way go on
+        campaign.save(update_fields=["status", "completed_at", "next_run_at", "updated_at"])
         cancelled = Message.objects.filter(
-            campaign=campaign, status__in=[MessageStatus.PLANNED, MessageStatus.QUEUED, MessageStatus.CLAIMED]
+            campaign=campaign,
+            status__in=[MessageStatus.PLANNED, MessageStatus.HELD, MessageStatus.QUEUED, MessageStatus.CLAIMED],
         ).update(status=MessageStatus.CANCELLED, lease_until=None)
         _audit_status(campaign, by=by, action="campaign.cancelled", before=before, messages_cancelled=cancelled)
     return campaign
@@ -516,7 +544,7 @@ def messages_skip_pending(*, contact_ids: Iterable[int], reason: str) -> int:
     """Skip the contacts' messages not yet claimed for sending (planned, queued): nothing is sent to
     someone who left, bounced or complained. Returns how many were skipped."""
     return Message.objects.filter(
-        contact_id__in=list(contact_ids), status__in=[MessageStatus.PLANNED, MessageStatus.QUEUED]
+        contact_id__in=list(contact_ids), status__in=[MessageStatus.PLANNED, MessageStatus.HELD, MessageStatus.QUEUED]
     ).update(status=MessageStatus.SKIPPED, lease_until=None, last_error=reason)
 
 
@@ -610,8 +638,9 @@ def _chunk_has_messages(campaign: Campaign, step: int, id_range: tuple[int, int]
     return Message.objects.filter(campaign=campaign, step=step, contact_id__gte=low, contact_id__lt=high).exists()
 
 
-def _variant_split(campaign: Campaign) -> tuple[str, list]:
-    """SQL that picks each recipient's variant by weight: stable per contact (its id modulo the weights)."""
+def _variant_split(campaign: Campaign, *, contact_column: str = "chosen.id") -> tuple[str, list]:
+    """SQL that picks each recipient's variant by weight: stable per contact (its id modulo the weights).
+    `contact_column` is the contact id in the statement (an expansion's chosen contact, or a message's)."""
     variants = list(campaign.variants.order_by("name").values_list("pk", "weight"))
     if not variants:
         return "NULL", []
@@ -619,7 +648,7 @@ def _variant_split(campaign: Campaign) -> tuple[str, list]:
     whens, params, bound = [], [], 0
     for variant_id, weight in variants[:-1]:
         bound += max(weight, 1)
-        whens.append("WHEN chosen.id %% %s < %s THEN %s")
+        whens.append(f"WHEN {contact_column} %% %s < %s THEN %s")
         params += [total, bound, variant_id.hex if connection.vendor == "sqlite" else variant_id]
     last = variants[-1][0]
     params.append(last.hex if connection.vendor == "sqlite" else last)

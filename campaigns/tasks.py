@@ -6,7 +6,7 @@ from datetime import datetime
 
 from celery import shared_task
 
-from campaigns import guard, sending, sequences, services
+from campaigns import ab, guard, recurrence, sending, sequences, services
 from campaigns.models import Campaign, CampaignStatus
 
 
@@ -17,6 +17,7 @@ def campaign_prepare_task(*, campaign_id: str, **_kwargs) -> None:
     if campaign is None or campaign.status in (CampaignStatus.DRAFT, CampaignStatus.CANCELLED):
         return
     services.campaign_expand(campaign=campaign)
+    ab.campaign_ab_hold(campaign=campaign)  # an A/B test sends its test portion first; the rest waits
     services.campaign_plan(campaign=campaign)
 
 
@@ -61,3 +62,16 @@ def sequences_advance_task(**_kwargs) -> None:
     """Write the due steps of drip sequences (beat runs this every few seconds); safe in several workers."""
     while sequences.enrollments_advance().due >= sequences.ADVANCE_BATCH:
         pass  # a full batch: more may be due
+
+
+@shared_task(name="campaigns.recurrence.due", acks_late=True, time_limit=300, soft_time_limit=270, ignore_result=True)
+def recurrence_due_task(**_kwargs) -> None:
+    """Launch the runs of recurring campaigns whose next occurrence has come (beat runs this every minute)."""
+    while recurrence.series_run_due() >= recurrence.RUN_BATCH:
+        pass  # a full batch: more may be due
+
+
+@shared_task(name="campaigns.ab.decide", acks_late=True, time_limit=300, soft_time_limit=270, ignore_result=True)
+def ab_decide_task(**_kwargs) -> None:
+    """Decide the A/B tests whose wait is over and send their winners to the rest (beat, every minute)."""
+    ab.ab_decide_due()

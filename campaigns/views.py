@@ -5,12 +5,14 @@ from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError as DRFValidationError
 from rest_framework.response import Response
 
 from accounts.tenancy import Area, TenantScopedViewMixin
-from campaigns import selectors, services
+from campaigns import ab, selectors, services
 from campaigns.models import Campaign, CampaignKind, CampaignVariant, Message, MessageStatus, SendingDomain
 from campaigns.serializers import (
+    AbWinnerSerializer,
     CampaignSerializer,
     DryRunSerializer,
     MessageSerializer,
@@ -86,6 +88,16 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     def cancel(self, request, pk=None):
         return self._respond(services.campaign_cancel(campaign=self.get_object(), by=request.user))
 
+    @extend_schema(request=None, responses={200: CampaignSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def runs(self, request, pk=None):
+        """The runs a recurring campaign (a series) has launched, newest first; each has its own
+        messages and stats. Filters as the list: ?status=, ?channel=."""
+        series = self.get_object()  # another organization's id is a 404
+        runs = self.filter_queryset(self.get_queryset().filter(series=series)).order_by("-created_at")
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
     @extend_schema(request=TestSendSerializer, responses={202: None})
     @action(detail=True, methods=["post"], url_path="test-send")
     def test_send(self, request, pk=None):
@@ -96,6 +108,19 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
         body.is_valid(raise_exception=True)
         services.campaign_test_send_queue(campaign=campaign, emails=body.validated_data["emails"])
         return Response(status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=AbWinnerSerializer, responses={200: CampaignSerializer})
+    @action(detail=True, methods=["post"], url_path="ab-winner")
+    def ab_winner(self, request, pk=None):
+        """Pick the A/B test's winner by hand before the automatic decision: the held rest gets it."""
+        campaign = self.get_object()  # another organization's id is a 404 whatever the body
+        body = AbWinnerSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        name = body.validated_data["variant"]
+        variant = next((v for v in campaign.variants.all() if name in (v.name, str(v.pk))), None)
+        if variant is None:
+            raise DRFValidationError({"variant": [f"No variant {name!r} in this campaign."]})
+        return self._respond(ab.campaign_ab_decide(campaign=campaign, variant=variant, by=request.user))
 
     @extend_schema(responses={200: StatsSerializer})
     @action(detail=True, methods=["get"])

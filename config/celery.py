@@ -24,6 +24,11 @@ app.conf.beat_schedule = {
         "task": "campaigns.sequences.advance",
         "schedule": float(os.environ.get("SEQUENCE_ADVANCE_INTERVAL_SECONDS") or 10),
     },
+    "campaigns.recurrence": {"task": "campaigns.recurrence.due", "schedule": 60.0},
+    "campaigns.ab": {
+        "task": "campaigns.ab.decide",
+        "schedule": float(os.environ.get("AB_DECIDE_INTERVAL_SECONDS") or 60),
+    },
     "callbacks.sweep": {"task": "callbacks.sweep", "schedule": 60.0},
     "tracking.flush": {
         "task": "tracking.flush",
