@@ -15,8 +15,10 @@ holds the goal of sending at least twice as fast as django-post-office over SMTP
   Django's ``message()`` tree serialized by ``email.generator``, which costs more per
   message than rendering it. Byte for byte what Django would send apart from the MIME
   boundary and header folding. Any other shape goes through Django's ``message()``.
-* ``pipelined_sendmail`` sends MAIL FROM, the RCPT TOs and DATA in one write when the
-  server offers PIPELINING (RFC 2920).
+* ``SMTPEmailBackend.send_each`` sends a group of messages with the SMTP commands pipelined
+  across them when the server offers PIPELINING (RFC 2920): a message's content goes out in the
+  same write as the next message's MAIL FROM, RCPT TOs and DATA, about one round trip a message
+  (``pipelined_send_each``), and every message gets its own outcome.
 
 Header values are checked for line breaks here (``HeaderInjection``), on every path: a
 value that could add a header of its own is refused before any backend sees it.
@@ -25,7 +27,6 @@ value that could add a header of its own is refused before any backend sees it.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import secrets
 import smtplib
 from email import policy
@@ -34,7 +35,7 @@ from functools import lru_cache
 from time import time
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.backends import smtp
 
 LINE_LIMIT = 998  # RFC 5322: at most 998 characters a line, CRLF excluded
@@ -232,31 +233,109 @@ class SMTPEmailBackend(smtp.EmailBackend):
     * Envelope addresses: parsed once each by the standard library (a sender repeats for a whole
       campaign); a plain ASCII address is used as it is.
     * When the server offers PIPELINING (RFC 2920), MAIL FROM, the RCPT TOs and DATA go out
-      in one write and their replies are read together: two round trips a message instead of
-      three plus one per recipient. The replies are handled as ``smtplib.SMTP.sendmail``
-      handles them and raise the same exceptions.
+      in one write and their replies are read together; ``send_each`` also writes a message's
+      content in the same write as the next message's commands. The replies are handled as
+      ``smtplib.SMTP.sendmail`` handles them and raise the same exceptions.
     """
 
     def _send(self, email_message):
-        recipients = email_message.recipients()
-        if not recipients:
+        envelope = self._envelope(email_message)
+        if envelope is None:
             return False
-        sender = envelope_address(str(email_message.from_email))
-        to = [envelope_address(str(address)) for address in recipients]
-        data = wire_bytes(email_message)
-        if data is None:
-            data = email_message.message().as_bytes(linesep="\r\n")
         try:
             self.connection.ehlo_or_helo_if_needed()  # the extensions are known after EHLO
-            if self.connection.has_extn("pipelining") and sender.isascii() and all(a.isascii() for a in to):
-                pipelined_sendmail(self.connection, sender, to, data)
+            if _pipelines(self.connection, envelope):
+                pipelined_sendmail(self.connection, *envelope)
             else:
-                self.connection.sendmail(sender, to, data)
+                self.connection.sendmail(*envelope)
         except smtplib.SMTPException:
             if not self.fail_silently:
                 raise
             return False
         return True
+
+    def send_each(self, email_messages: list[EmailMessage]) -> list[Exception | None]:
+        """Send the messages on one connection, one outcome per message, in order: None when the server
+        accepted it (its end of data got 250), else the error, of the types ``smtplib.SMTP.sendmail``
+        raises. Never stops at a message's error and never raises one (``fail_silently`` does not
+        apply). A message the connection closed before it was written fails with
+        SMTPServerDisconnected (a temporary error). Afterwards the connection is ready for more, or
+        closed (``connection`` is None) when the server went away."""
+        outcomes: list[Exception | None] = [None] * len(email_messages)
+        envelopes: list[tuple[int, Envelope]] = []
+        for index, email_message in enumerate(email_messages):
+            try:
+                envelope = self._envelope(email_message)
+            except Exception as exc:  # bad data in this message alone (a header, an address, its text)
+                outcomes[index] = exc
+                continue
+            if envelope is None:
+                outcomes[index] = ValueError("The message has no recipients.")
+                continue
+            envelopes.append((index, envelope))
+        if not envelopes:
+            return outcomes
+        with self._lock:
+            try:
+                opened = self.open()
+                if not self.connection:  # (failed silently)
+                    raise smtplib.SMTPServerDisconnected("Could not connect to the SMTP server.")
+            except Exception as exc:  # nothing went out
+                for index, _ in envelopes:
+                    outcomes[index] = exc
+                return outcomes
+            try:
+                sent = self._send_envelopes([envelope for _, envelope in envelopes])
+            finally:
+                if opened or self.connection.sock is None:  # smtplib drops the socket of a closed connection
+                    self.close()
+        for (index, _), outcome in zip(envelopes, sent, strict=True):
+            outcomes[index] = outcome
+        return outcomes
+
+    def _envelope(self, email_message) -> Envelope | None:
+        """Sender, recipients and bytes of a message for the SMTP envelope; None without recipients."""
+        recipients = email_message.recipients()
+        if not recipients:
+            return None
+        sender = envelope_address(str(email_message.from_email))
+        to = [envelope_address(str(address)) for address in recipients]
+        data = wire_bytes(email_message)
+        if data is None:
+            data = email_message.message().as_bytes(linesep="\r\n")
+        return sender, to, data
+
+    def _send_envelopes(self, envelopes: list[Envelope]) -> list[Exception | None]:
+        """All through ``pipelined_send_each`` when the server offers PIPELINING, else one by one
+        through ``sendmail``; every outcome is kept."""
+        conn = self.connection
+        try:
+            conn.ehlo_or_helo_if_needed()
+        except Exception as exc:  # EHLO (or HELO) failed: nothing went out
+            conn.close()
+            return [_not_sent(exc) for _ in envelopes]
+        if all(_pipelines(conn, envelope) for envelope in envelopes):
+            return [
+                outcome if isinstance(outcome, Exception) else None for outcome in pipelined_send_each(conn, envelopes)
+            ]
+        outcomes: list[Exception | None] = []
+        for envelope in envelopes:
+            try:
+                conn.sendmail(*envelope)  # on a closed connection: SMTPServerDisconnected, nothing sent
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
+
+Envelope = tuple[str, list[str], bytes]  # sender, recipients (bare addresses), message bytes with CRLF line ends
+
+
+def _pipelines(conn: smtplib.SMTP, envelope: Envelope) -> bool:
+    """Whether the server offers PIPELINING and the envelope needs nothing but ASCII."""
+    sender, to, _ = envelope
+    return conn.has_extn("pipelining") and sender.isascii() and all(address.isascii() for address in to)
 
 
 @lru_cache(maxsize=4096)
@@ -282,43 +361,120 @@ def pipelined_sendmail(conn: smtplib.SMTP, sender: str, recipients: list[str], d
     Returns the refused recipients as ``sendmail`` does (when some were accepted) and raises
     SMTPSenderRefused, SMTPRecipientsRefused or SMTPDataError where it would.
     """
-    conn.ehlo_or_helo_if_needed()
-    options = f" SIZE={len(data)}" if conn.has_extn("size") else ""
-    commands = [f"MAIL FROM:<{sender}>{options}\r\n", *(f"RCPT TO:<{a}>\r\n" for a in recipients), "DATA\r\n"]
-    conn.send("".join(commands).encode("ascii"))
-    mail_code, mail_reply = conn.getreply()
-    if mail_code == 421:  # the server is closing: nothing more will be answered
+    (outcome,) = pipelined_send_each(conn, [(sender, recipients, data)])
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+class _Closing(Exception):
+    """The server answered 421: it is closing the connection."""
+
+
+def pipelined_send_each(conn: smtplib.SMTP, envelopes: list[Envelope]) -> list[dict | Exception]:
+    """Send several messages on one connection, the commands pipelined across them (RFC 2920).
+
+    A message's MAIL FROM, RCPT TOs and DATA go out in one write; once DATA is answered 354, its
+    content and end of data go out in front of the next message's commands (content may open a
+    group, DATA closes one), so a message costs about one round trip. After a failed transaction
+    an RSET goes in front of the next message's commands. The server must offer PIPELINING and
+    the addresses must be ASCII.
+
+    One outcome per envelope, in order: the refused recipients (a dict, as ``sendmail`` returns
+    them; success needs 250 to the end of data) or the exception ``sendmail`` would have raised
+    (SMTPSenderRefused, SMTPRecipientsRefused, SMTPDataError). When the server goes away (421, or
+    the connection breaks) the connection is closed: a message whose content went out but whose
+    reply did not come back fails with SMTPServerDisconnected (it may have been delivered), and so
+    does every message whose content was never written (not sent: safe to retry).
+    """
+    outcomes: list[dict | Exception | None] = [None] * len(envelopes)
+    ahead = b""  # written in front of the next message's commands: content and end of data, an RSET
+    owed: list[tuple[int, dict] | None] = []  # replies to `ahead`: a message's end of data, or one to skip
+    index = 0
+    try:
+        conn.ehlo_or_helo_if_needed()
+        with_size = conn.has_extn("size")
+        for index, (sender, recipients, data) in enumerate(envelopes):
+            options = f" SIZE={len(data)}" if with_size else ""
+            commands = [f"MAIL FROM:<{sender}>{options}\r\n", *(f"RCPT TO:<{a}>\r\n" for a in recipients), "DATA\r\n"]
+            conn.send(ahead + "".join(commands).encode("ascii"))
+            _read_owed(conn, owed, outcomes)
+            ahead, owed = b"", []
+            mail_code, mail_reply = conn.getreply()
+            if mail_code == 421:
+                outcomes[index] = smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
+                raise _Closing(mail_code, mail_reply)
+            refused: dict[str, tuple[int, bytes]] = {}
+            for address in recipients:
+                code, reply = conn.getreply()
+                if code not in (250, 251):
+                    refused[address] = (code, reply)
+                if code == 421:
+                    outcomes[index] = smtplib.SMTPRecipientsRefused(refused)
+                    raise _Closing(code, reply)
+            data_code, data_reply = conn.getreply()
+            if mail_code != 250:
+                error = smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
+            elif len(refused) == len(recipients):
+                error = smtplib.SMTPRecipientsRefused(refused)
+            elif data_code != 354:
+                error = smtplib.SMTPDataError(data_code, data_reply)
+            else:
+                ahead, owed = _dot_stuffed(data), [(index, refused)]
+                continue
+            outcomes[index] = error
+            if data_code == 421:
+                raise _Closing(data_code, data_reply)
+            if data_code == 354:  # a server that opened DATA although the transaction failed: end it empty
+                ahead, owed = b".\r\n", [None]
+            ahead += b"RSET\r\n"
+            owed.append(None)
+        index = len(envelopes)
+        if ahead:
+            conn.send(ahead)
+            _read_owed(conn, owed, outcomes)
+    except (_Closing, smtplib.SMTPException, OSError) as exc:
         conn.close()
-        raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
-    refused: dict[str, tuple[int, bytes]] = {}
-    for address in recipients:
+        for item in owed:
+            if item is not None and outcomes[item[0]] is None:
+                outcomes[item[0]] = smtplib.SMTPServerDisconnected(
+                    f"The connection closed before the server confirmed this message (it may have been "
+                    f"delivered): {_reason(exc)}"
+                )
+        for later in range(index, len(envelopes)):
+            if outcomes[later] is None:
+                outcomes[later] = _not_sent(exc)
+    return outcomes
+
+
+def _read_owed(conn: smtplib.SMTP, owed: list[tuple[int, dict] | None], outcomes: list) -> None:
+    """Read the replies to what went in front of a message's commands: 250 to an end of data is
+    a message sent (with its refused recipients), anything else its SMTPDataError."""
+    for item in owed:
         code, reply = conn.getreply()
-        if code not in (250, 251):
-            refused[address] = (code, reply)
+        if item is not None:
+            index, refused = item
+            outcomes[index] = refused if code == 250 else smtplib.SMTPDataError(code, reply)
         if code == 421:
-            conn.close()
-            raise smtplib.SMTPRecipientsRefused(refused)
-    data_code, data_reply = conn.getreply()
-    if data_code == 354 and (mail_code != 250 or len(refused) == len(recipients)):
-        # A server that opened DATA although the transaction failed: end it empty.
-        conn.send(b".\r\n")
-        conn.getreply()
-        data_code = 503
-    if data_code == 354:
-        if data.startswith(b"."):
-            data = b"." + data
-        data = data.replace(b"\n.", b"\n..")
-        conn.send(data + (b".\r\n" if data.endswith(CRLF) else b"\r\n.\r\n"))
-        data_code, data_reply = conn.getreply()
-    if mail_code != 250 or len(refused) == len(recipients) or data_code != 250:
-        if data_code == 421:
-            conn.close()
-        else:
-            with contextlib.suppress(smtplib.SMTPServerDisconnected):  # as sendmail does: the error below matters
-                conn.rset()
-        if mail_code != 250:
-            raise smtplib.SMTPSenderRefused(mail_code, mail_reply, sender)
-        if len(refused) == len(recipients):
-            raise smtplib.SMTPRecipientsRefused(refused)
-        raise smtplib.SMTPDataError(data_code, data_reply)
-    return refused
+            raise _Closing(code, reply)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """Message content as it goes after DATA: a dot opening a line doubled, then the end-of-data line."""
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\n.", b"\n..")
+    return data + (b".\r\n" if data.endswith(CRLF) else b"\r\n.\r\n")
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, _Closing):
+        code, reply = exc.args
+        return f"{code} {reply.decode('utf-8', 'replace')}"
+    return str(exc) or exc.__class__.__name__
+
+
+def _not_sent(exc: Exception) -> smtplib.SMTPServerDisconnected:
+    return smtplib.SMTPServerDisconnected(
+        f"The connection to the SMTP server closed before this message was sent: {_reason(exc)}"
+    )

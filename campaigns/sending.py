@@ -409,9 +409,19 @@ Outcome = tuple[Message, EmailMultiAlternatives, str, Exception | None, datetime
 
 def _provider_calls(mailer, group: list[tuple[Message, EmailMultiAlternatives, str]]):
     """Send a group through one connection; every provider error is kept with its message, none is lost."""
+    for _, email, _ in group:
+        email.connection = mailer
+    send_each = getattr(mailer, "send_each", None)
+    if send_each is not None:
+        # The SMTP backend sends the whole group in one call, pipelined across its messages, with
+        # one outcome per message (campaigns.mail.SMTPEmailBackend.send_each).
+        errors = send_each([email for _, email, _ in group])
+        at = timezone.now()
+        if mailer.connection is None:  # the server went away: the next group starts on a new connection
+            _reopen(mailer)
+        return [(*item, error, at) for item, error in zip(group, errors, strict=True)]
     outcomes = []
     for message, email, provider_id in group:
-        email.connection = mailer
         try:
             mailer.send_messages([email])
         except Exception as exc:  # sorted by classify() when settled

@@ -347,3 +347,55 @@ def test_a_line_break_in_a_header_fails_the_message_at_once(dispatch):
     assert (message.status, message.attempts) == (M.FAILED, 0)
     assert "newlines" in message.last_error
     assert not mail.outbox
+
+
+@pytest.fixture
+def smtp_backend(settings, smtp_sink):
+    """Our SMTP backend (pipelined across a group's messages) into a local SMTP server."""
+    settings.EMAIL_BACKEND = "campaigns.mail.SMTPEmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_sink.port
+    return smtp_sink
+
+
+def outcomes_of(messages):
+    rows = Message.objects.filter(pk__in=[m.pk for m in messages]).order_by("id")
+    return [(row.status, row.attempts) for row in rows]
+
+
+def test_a_pipelined_group_with_failing_messages_records_the_others_as_sent(smtp_backend):
+    from campaigns.tests.test_mail import refuse_data_of
+
+    _, messages, lease = claimed_chunk(1)
+    refused, rejected = messages[2], messages[6]
+    smtp_backend.refuse = {refused.to_address: "550 5.1.1 No such user"}
+    refuse_data_of(smtp_backend, str(rejected.pk), "451 4.3.0 Try later")
+    result = sending.send_batch(message_ids=[m.pk for m in messages], lease=lease)
+
+    assert (result.sent, result.retried, result.failed) == (8, 1, 1)
+    others = [m for m in messages if m not in (refused, rejected)]
+    assert outcomes_of(others) == [(M.SENT, 1)] * 8
+    assert not Message.objects.filter(pk__in=[m.pk for m in others], provider_message_id="").exists()
+    assert outcomes_of([refused, rejected]) == [(M.FAILED, 1), (M.QUEUED, 1)]
+    assert "451" in Message.objects.get(pk=rejected.pk).last_error
+    assert smtp_backend.addresses() == [m.to_address for m in others]
+    assert smtp_backend.sessions == 1  # a refusal does not cost the connection
+
+
+def test_a_server_closing_mid_group_retries_what_was_not_sent_and_the_next_group_reconnects(smtp_backend):
+    from campaigns.tests.test_mail import close_at
+
+    _, messages, lease = claimed_chunk(2)
+    close_at(smtp_backend, "MAIL", 4, reply="421 4.7.0 Too many messages, closing")
+    before = timezone.now()
+    result = sending.send_batch(message_ids=[m.pk for m in messages], lease=lease)
+
+    assert (result.sent, result.retried, result.failed) == (13, 7, 0)
+    sent = messages[:3] + messages[sending.GROUP :]
+    assert outcomes_of(sent) == [(M.SENT, 1)] * 13
+    unsent = Message.objects.filter(pk__in=[m.pk for m in messages[3 : sending.GROUP]]).order_by("id")
+    assert [(m.status, m.attempts) for m in unsent] == [(M.QUEUED, 1)] * 7  # retried, never reported sent
+    assert all(m.scheduled_at >= before + timedelta(minutes=1) for m in unsent)
+    assert "421" in unsent[0].last_error
+    assert all("before this message was sent" in m.last_error for m in unsent[1:])
+    assert smtp_backend.addresses() == [m.to_address for m in sent]
+    assert smtp_backend.sessions == 2  # the second group went out on a new connection
