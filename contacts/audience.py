@@ -174,13 +174,13 @@ def audience_resolve(
     return Audience(candidates=candidates, reason=_exclusion_reason(organization_id, spec, channel, now, links))
 
 
-def contacts_reachable(*, organization_id, contacts: QuerySet, channel: str = "email", now=None) -> Audience:
+def contacts_reachable(*, organization_id, contacts: QuerySet | list, channel: str = "email", now=None) -> Audience:
     """The same exclusions as an audience (no address, status, suppression) over a given set of
-    contacts: `.queryset` are those who may be messaged on `channel`, `.excluded()` why the others not.
+    contacts (a queryset, or a list of ids: a primary-key lookup whatever the organization's size):
+    `.queryset` are those who may be messaged on `channel`, `.excluded()` why the others not.
     Drip sequences use it at enrollment and before each step."""
-    candidates = (
-        Contact.objects.active().filter(organization_id=organization_id, pk__in=contacts.values("pk")).order_by()
-    )
+    ids = contacts if isinstance(contacts, list) else contacts.values("pk")
+    candidates = Contact.objects.active().filter(organization_id=organization_id, pk__in=ids).order_by()
     reason = _exclusion_reason(organization_id, AudienceSpec(), channel, now or timezone.now(), {})
     return Audience(candidates=candidates, reason=reason)
 
