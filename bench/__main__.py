@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "dryrun": "campaign_dry_run",
     "send": "send_pipeline",
     "tracking": "tracking_load",
+    "drips": "drips",
 }
 
 
