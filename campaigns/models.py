@@ -12,6 +12,7 @@ order is the lifecycle's, so "only move forward" is a plain comparison.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.timezone import now
@@ -74,6 +75,14 @@ class Campaign(TenantModel):
         default=dict, blank=True, help_text="The A/B decision: winner, p-value, z, per variant (empty until decided)."
     )
     variables = models.JSONField(default=dict, blank=True, help_text="Values for the template's variables.")
+    budget = models.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="What the campaign cost; with revenue from conversions it gives the ROI.",
+    )
     status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
     status_reason = models.CharField(max_length=300, blank=True, default="")
     excluded = models.JSONField(default=dict, blank=True, help_text="Contacts left out at expansion, by reason.")
@@ -194,6 +203,11 @@ class Message(models.Model):
                 name="campaigns_message_provider_id",
             ),
             models.Index(fields=["contact", "campaign"], name="campaigns_message_contact"),
+            # Analytics rolls up days by send time, and failures by the time they were due.
+            models.Index(fields=["sent_at"], condition=Q(sent_at__isnull=False), name="campaigns_message_sent"),
+            models.Index(
+                fields=["scheduled_at"], condition=Q(status=MessageStatus.FAILED), name="campaigns_message_failed"
+            ),
             # Dispatch settles expired leases every few seconds: only claimed and sending rows are in
             # the index, so the check reads a handful of entries, not the whole table.
             models.Index(
