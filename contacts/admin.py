@@ -385,7 +385,7 @@ class ImportJobForm(forms.ModelForm):
 
     class Meta:
         model = ImportJob
-        fields = ["organization", "file", "contact_list"]
+        fields = ["organization", "file", "contact_list", "event_name"]
 
     def clean(self):
         cleaned = super().clean()
@@ -414,6 +414,7 @@ class ImportJobAdmin(AudienceAdmin):
         "updated",
         "failed",
         "failure_reason",
+        "event_name",
         "bad_lines",
         "created_by",
         "created_at",
@@ -423,8 +424,12 @@ class ImportJobAdmin(AudienceAdmin):
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ["organization", "file", "tags", "contact_list"]
+            return ["organization", "file", "tags", "contact_list", "event_name"]
         return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        # The event is chosen on the add page and shown, read-only, with the job's progress.
+        return self.readonly_fields if obj is not None else []
 
     def has_change_permission(self, request, obj=None):
         # Jobs are read-only once started; the change page shows their progress.

@@ -8,9 +8,11 @@ lookups and INSERT ... ON CONFLICT upserts.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils.timezone import now
@@ -18,6 +20,7 @@ from django.utils.timezone import now
 from accounts.models import TenantModel
 from config.ids import uuid7
 from config.validation import JSONValidator, check_json
+from contacts import hooks
 
 # A segment may hold segments.MAX_CONDITIONS conditions of up to four keys each, in groups.
 SEGMENT_RULES_MAX_KEYS = 2000
@@ -249,6 +252,19 @@ class ImportStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# The names a custom event may have, wherever one is recorded (the events API, imports).
+EVENT_NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,100}\Z"
+EVENT_NAME_HELP = "Letters, digits, _ . : - (max 100)."
+
+
+def validate_event_name(value: str) -> None:
+    """A custom event name: the allowed characters, and none of the names the system itself reports."""
+    if not re.match(EVENT_NAME_PATTERN, value):
+        raise ValidationError("Use only letters, digits, _ . : - (max 100).", code="invalid")
+    if value in hooks.BUILT_IN:
+        raise ValidationError(f'"{value}" is a built-in event name; choose another.', code="built_in")
+
+
 def import_upload_to(instance: ImportJob, filename: str) -> str:
     return f"imports/{instance.organization_id}/{instance.id}.csv"
 
@@ -263,6 +279,15 @@ class ImportJob(TenantModel):
         default=list, blank=True, validators=[check_json], help_text="Tags given to every imported contact."
     )
     contact_list = models.ForeignKey(ContactList, null=True, blank=True, on_delete=models.SET_NULL)
+    event_name = models.CharField(
+        "event",
+        max_length=100,
+        blank=True,
+        default="",
+        validators=[validate_event_name],
+        help_text="A custom event recorded for every contact in the file (created or updated); sequences "
+        f"triggered by this event start for them. {EVENT_NAME_HELP} Leave empty for none.",
+    )
     encoding = models.CharField(max_length=20, blank=True, default="")
     delimiter = models.CharField(max_length=4, blank=True, default="")
     total_rows = models.PositiveIntegerField(default=0)

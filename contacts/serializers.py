@@ -8,6 +8,8 @@ from accounts.tenancy import TenantRelatedField
 from config.validation import BoundedDateTimeField, BoundedJSONField
 from contacts import hooks
 from contacts.models import (
+    EVENT_NAME_HELP,
+    EVENT_NAME_PATTERN,
     SEGMENT_RULES_MAX_KEYS,
     Contact,
     ContactList,
@@ -18,6 +20,7 @@ from contacts.models import (
     SuppressionKind,
     SuppressionReason,
     Tag,
+    validate_event_name,
 )
 
 MAX_IDS_PER_CALL = 10_000
@@ -143,7 +146,7 @@ class SuppressionSerializer(serializers.ModelSerializer):
 
 class EventSerializer(serializers.Serializer):
     contact = serializers.CharField(help_text="The contact's id or email address.", max_length=254)
-    name = serializers.RegexField(r"^[A-Za-z0-9_.:\-]{1,100}$", help_text="Letters, digits, _ . : - (max 100).")
+    name = serializers.RegexField(EVENT_NAME_PATTERN, help_text=EVENT_NAME_HELP)
     properties = BoundedJSONField(required=False, default=dict)
     occurred_at = BoundedDateTimeField(required=False)
 
@@ -170,6 +173,14 @@ class ImportUploadSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="CSV with a header row; an email column is required.")
     tags = serializers.CharField(required=False, allow_blank=True, help_text="Tags for every contact, comma-separated.")
     list = TenantRelatedField(queryset=ContactList.objects.all(), required=False, allow_null=True)
+    event = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        validators=[validate_event_name],
+        help_text="A custom event recorded for every contact in the file (created or updated); sequences "
+        f"triggered by it start for them. {EVENT_NAME_HELP}",
+    )
 
     def validate_file(self, value):
         limit = settings.IMPORT_MAX_BYTES
@@ -195,6 +206,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
     progress = serializers.SerializerMethodField(help_text="Percent of rows read (0-100).")
     tags = serializers.JSONField(source="tag_names", read_only=True)
     list = serializers.UUIDField(source="contact_list_id", read_only=True)
+    event = serializers.CharField(source="event_name", read_only=True, help_text="Empty when the import records none.")
 
     class Meta:
         model = ImportJob
@@ -214,6 +226,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "delimiter",
             "tags",
             "list",
+            "event",
             "created_at",
             "started_at",
             "finished_at",

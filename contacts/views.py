@@ -148,6 +148,7 @@ class ContactImportViewSet(
             created_by=request.user,
             tag_names=upload.validated_data.get("tags", []),
             contact_list=upload.validated_data.get("list"),
+            event_name=upload.validated_data.get("event", ""),
         )
         services.import_start(job=job, uploaded_file=upload.validated_data["file"])
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
