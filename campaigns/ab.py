@@ -47,8 +47,20 @@ def campaign_ab_hold(*, campaign: Campaign) -> int:
     """Hold all but a random `test_fraction` of each variant's planned messages; returns how many are
     held. Does nothing for a campaign without a test, or whose rest is held already (a rerun)."""
     settings = campaign.ab_test or {}
-    if not settings or Message.objects.filter(campaign=campaign, status=M.HELD).exists():
+    if not settings:
         return 0
+    with transaction.atomic():
+        # Under the campaign's lock, which a decision takes too: once a test is decided (by hand, just
+        # after expansion) nothing is held for a decision already made; everyone keeps their variant.
+        locked = Campaign.objects.select_for_update().only("ab_result").get(pk=campaign.pk)
+        if locked.ab_result or Message.objects.filter(campaign=campaign, status=M.HELD).exists():
+            return 0
+        held = _hold_rest(campaign, float(settings["test_fraction"]))
+    logger.info("a/b test rest held", extra={"campaign_id": str(campaign.pk), "held": held})
+    return held
+
+
+def _hold_rest(campaign: Campaign, test_fraction: float) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -64,11 +76,9 @@ def campaign_ab_hold(*, campaign: Campaign) -> int:
                 WHERE ranked.position > ranked.size * %s
             )
             """,
-            [M.HELD, _param(campaign.pk), M.PLANNED, float(settings["test_fraction"])],
+            [M.HELD, _param(campaign.pk), M.PLANNED, test_fraction],
         )
-        held = max(cursor.rowcount, 0)
-    logger.info("a/b test rest held", extra={"campaign_id": str(campaign.pk), "held": held})
-    return held
+        return max(cursor.rowcount, 0)
 
 
 def per_variant(campaign: Campaign) -> list[dict[str, Any]]:
@@ -162,9 +172,12 @@ def campaign_ab_decide(
             raise ConflictError("The A/B test is decided already.")
         if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.CANCELLED, CampaignStatus.COMPLETED):
             raise ConflictError(f"A {campaign.status} campaign's test cannot be decided.")
+        if not campaign.expanded_at:
+            raise ConflictError("The test has not started yet: the audience is still being prepared.")
         figures = per_variant(campaign)
         decision = abtest.decide(variant_results(figures, campaign.ab_test["metric"]))
         variants = {v.name: v for v in campaign.variants.all()}
+        test_size = _test_size(campaign)  # before the rest gets a variant too
         if variant is not None:
             winner, decided_by = variant, "manual"
         elif decision.significant:
@@ -181,6 +194,7 @@ def campaign_ab_decide(
             "p_value": decision.p_value,
             "decided_at": now.isoformat(),
             "decided_by": decided_by,
+            "test_size": test_size,
             "per_variant": figures,
         }
         campaign.save(update_fields=["ab_result", "updated_at"])
@@ -215,6 +229,15 @@ def _release_held(campaign: Campaign, winner: CampaignVariant | None) -> int:
         return max(cursor.rowcount, 0)
 
 
+def _test_size(campaign: Campaign) -> int:
+    """Messages in the test: those with a variant (the held rest has none until the decision)."""
+    return (
+        Message.objects.filter(campaign=campaign, step=0, variant__isnull=False)
+        .exclude(status__in=[M.CANCELLED, M.SKIPPED])
+        .count()
+    )
+
+
 def campaign_ab_state(campaign: Campaign, *, now: datetime | None = None) -> dict[str, Any] | None:
     """The `ab_test` part of the campaign's stats (None without a test)."""
     settings = campaign.ab_test or {}
@@ -226,6 +249,8 @@ def campaign_ab_state(campaign: Campaign, *, now: datetime | None = None) -> dic
         held=Count("id", filter=Q(status=M.HELD)),
         test=Count("id", filter=Q(variant__isnull=False) & ~Q(status__in=[M.CANCELLED, M.SKIPPED])),
     )
+    # Once decided every message has a variant: the test's size is the one recorded at the decision.
+    test_size = result.get("test_size", counts["test"]) if result else counts["test"]
     if result:
         status, figures, live = "decided", result["per_variant"], None
     else:
@@ -238,7 +263,7 @@ def campaign_ab_state(campaign: Campaign, *, now: datetime | None = None) -> dic
         "test_fraction": settings.get("test_fraction"),
         "wait_hours": settings.get("wait_hours"),
         "on_no_winner": settings.get("on_no_winner"),
-        "test_size": counts["test"],
+        "test_size": test_size,
         "held": counts["held"],
         "decision_due_at": (decision_due_at(campaign).isoformat() if status == "waiting" else None),
         "winner": result.get("winner"),

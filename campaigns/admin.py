@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
+from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
@@ -12,11 +14,13 @@ from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, Validatio
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts.tenancy import Area, TenantModelAdmin
-from campaigns import selectors, sequences, services
+from campaigns import ab, selectors, sequences, services
 from campaigns.forms import (
     CONDITION_CHOICES,
     OTHERWISE_CHOICES,
@@ -24,6 +28,7 @@ from campaigns.forms import (
     SETTING_FIELDS,
     STEP_PATH,
     WEEKDAYS,
+    AbWinnerForm,
     Refusal,
     SendingPolicyForm,
     SequenceForm,
@@ -51,6 +56,13 @@ from campaigns.models import (
 from config.errors import DomainError
 
 
+class NotFoundAdminMixin:
+    """A row outside the staff member's organizations answers 404, as in the API (not a redirect)."""
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        raise Http404(f"No {opts.verbose_name} with this id.")
+
+
 class VariantInline(admin.TabularInline):
     model = CampaignVariant
     extra = 0
@@ -58,8 +70,9 @@ class VariantInline(admin.TabularInline):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(TenantModelAdmin):
+class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
     permission_area = Area.CAMPAIGNS
+    change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "organization", "channel", "status", "recipients", "launched_at", "created_at"]
     list_filter = ["status", "channel", "organization"]
     search_fields = ["name"]
@@ -172,6 +185,110 @@ class CampaignAdmin(TenantModelAdmin):
     def cancel(self, request, queryset):
         self._each(request, queryset, services.campaign_cancel, "cancelled")
 
+    # --- the A/B test: its figures on the page, and a marketer's pick of the winner ---
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/ab-winner/",
+                self.admin_site.admin_view(self.ab_winner_view),
+                name="campaigns_campaign_ab_winner",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _may_run(self, request, campaign: Campaign) -> bool:
+        """Whether the staff member may act on this campaign once launched (its form is read-only then)."""
+        return super().has_change_permission(request, campaign)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        campaign = self.get_object(request, unquote(object_id))
+        extra = dict(extra_context or {})
+        if campaign is not None and campaign.ab_test:
+            extra["ab"] = _ab_panel(campaign, may_pick=self._may_run(request, campaign))
+        return super().change_view(request, object_id, form_url, extra)
+
+    def ab_winner_view(self, request, object_id):
+        """POST: ask to confirm the picked variant; POST with `confirm`: decide through the service."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            raise Http404("No campaign with this id.")
+        if not self._may_run(request, campaign):
+            raise PermissionDenied
+        page = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        form = AbWinnerForm(request.POST, campaign=campaign)
+        if not form.is_valid():
+            self.message_user(request, f"{campaign.name}: {form.problems()}", messages.ERROR)
+            return HttpResponseRedirect(page)
+        winner = form.winner()
+        if not form.cleaned_data["confirm"]:
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"Pick variant {winner.name} as the winner?",
+                "opts": self.opts,
+                "campaign": campaign,
+                "variant": winner,
+                "ab": _ab_panel(campaign, may_pick=False),
+                "action_url": reverse("admin:campaigns_campaign_ab_winner", args=[campaign.pk]),
+                "change_url": page,
+            }
+            return TemplateResponse(request, "admin/campaigns/campaign/ab_winner_confirm.html", context)
+        try:
+            ab.campaign_ab_decide(campaign=campaign, variant=winner, by=request.user)
+        except (ValidationError, DomainError) as exc:
+            self.message_user(request, f"{campaign.name}: {_describe(exc)}", messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"{campaign.name}: variant {winner.name} picked as the winner; the held messages are sent with it.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(page)
+
+
+AB_METRICS = {"open_rate": "open rate", "click_rate": "click rate"}
+AB_PICKABLE = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
+
+def _when(value: str | datetime | None) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return timezone.localtime(moment)
+
+
+def _ab_panel(campaign: Campaign, *, may_pick: bool) -> dict[str, Any]:
+    """The campaign's A/B state (as the API's stats give it), shaped for the admin page."""
+    state = ab.campaign_ab_state(campaign)
+    decided = state["status"] == "decided"
+    p_value, z = state["p_value"], state["z"]
+    if decided and state["winner"] is None:
+        winner = "none: the rest is split by the variants' weights"
+    else:
+        winner = state["winner"] or "-"
+    return {
+        "status": state["status"],
+        "metric": AB_METRICS.get(state["metric"], state["metric"]),
+        "test_fraction": f"{state['test_fraction']:.0%}" if state["test_fraction"] is not None else "-",
+        "test_size": state["test_size"],
+        "held": state["held"],
+        "wait_hours": f"{state['wait_hours']:g}",
+        "decision_due_at": _when(state["decision_due_at"]),
+        "on_no_winner": state["on_no_winner"],
+        "winner": winner,
+        "leader": state["leader"] or "-",
+        "p_value": "-" if p_value is None else f"{p_value:.4g}",
+        "z": "-" if z is None else f"{z:.2f}",
+        "significant": "yes" if state["significant"] else "no",
+        "decided_at": _when(state["decided_at"]),
+        "decided_by": state["decided_by"] or "-",
+        "per_variant": [{**row, "rate": f"{row['rate']:.1%}"} for row in state["per_variant"]],
+        "may_pick": may_pick and not decided and campaign.status in AB_PICKABLE,
+        "pick_url": reverse("admin:campaigns_campaign_ab_winner", args=[campaign.pk]),
+    }
+
 
 @admin.register(SendingDomain)
 class SendingDomainAdmin(TenantModelAdmin):
@@ -266,13 +383,6 @@ def _apply_each(model_admin, request, queryset, act, label, done: str) -> None:
 
 
 # --- Drip sequences ------------------------------------------------------------------------------------------
-
-
-class NotFoundAdminMixin:
-    """A row outside the staff member's organizations answers 404, as in the API (not a redirect)."""
-
-    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
-        raise Http404(f"No {opts.verbose_name} with this id.")
 
 
 class RefusalAdminMixin(NotFoundAdminMixin):

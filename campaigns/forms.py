@@ -1,4 +1,5 @@
-"""Admin forms for drip sequences and the sending policy: real widgets for what the API takes as JSON.
+"""Admin forms for drip sequences, the sending policy and an A/B test's winner: real widgets for what
+the API takes as JSON.
 
 The forms only collect input and turn it into the arguments of `campaigns.sequences` services, which
 validate it. What a service refuses comes back as a `Refusal`: its dotted error paths
@@ -19,7 +20,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.forms.models import BaseInlineFormSet
 
 from campaigns import sequences
-from campaigns.models import SendingPolicy, Sequence, SequenceStep
+from campaigns.models import Campaign, CampaignVariant, SendingPolicy, Sequence, SequenceStep
 from config.errors import DomainError
 
 SETTING_FIELDS = ("stop_on_reply", "respect_business_hours", "allow_reentry", "max_new_per_day")
@@ -392,3 +393,22 @@ class SendingPolicyForm(RefusalForm):
             "holidays": holidays,
             "frequency_cap": {key: value for key, value in cap.items() if value is not None},
         }
+
+
+class AbWinnerForm(forms.Form):
+    """A marketer's pick of an A/B test's winner, by variant name. Without `confirm` the admin asks first."""
+
+    variant = forms.ChoiceField()
+    confirm = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.variants = {variant.name: variant for variant in campaign.variants.order_by("name")}
+        self.fields["variant"].choices = [(name, name) for name in self.variants]
+
+    def winner(self) -> CampaignVariant:
+        return self.variants[self.cleaned_data["variant"]]
+
+    def problems(self) -> str:
+        """The form's errors as one sentence naming the fields, for a message on the page."""
+        return " ".join(f"{name}: {' '.join(errors)}" for name, errors in self.errors.items())
