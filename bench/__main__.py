@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "send": "send_pipeline",
     "tracking": "tracking_load",
     "drips": "drips",
+    "analytics": "analytics",
 }
 
 

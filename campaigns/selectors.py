@@ -25,12 +25,12 @@ from campaigns.models import (
     SequenceStep,
     step_order,
 )
-from contacts.models import Contact, ContactStatus
 from templates_app import rendering
 from templates_app import selectors as template_selectors
 from templates_app.context import contact_context, message_context, organization_context
 from templates_app.models import TemplateVersion
 from tracking import tokens
+from tracking.models import EventType, MessageEvent
 
 M = MessageStatus
 # A message counts in every stage it has passed: a clicked message was also delivered and opened.
@@ -47,25 +47,21 @@ REACHED = {
 
 
 def _kpis(messages) -> dict[str, Any]:
-    recipients_unsubscribed = Exists(
-        Contact.objects.filter(pk=OuterRef("contact_id"), status=ContactStatus.UNSUBSCRIBED)
-    )
+    from analytics.selectors import rates
+
+    unsubscribed_by_event = Exists(MessageEvent.objects.filter(message_id=OuterRef("pk"), type=EventType.UNSUBSCRIBED))
     counts = messages.aggregate(
         planned=Count("id"),
-        unsubscribed=Count("id", filter=Q(recipients_unsubscribed) & REACHED["sent"]),
+        unsubscribed=Count("id", filter=Q(unsubscribed_by_event)),
         **{name: Count("id", filter=condition) for name, condition in REACHED.items()},
     )
-    sent = counts["sent"] or 0
-    delivered = counts["delivered"] or 0
-    counts["open_rate"] = round(counts["opened"] / delivered, 4) if delivered else 0.0
-    counts["click_rate"] = round(counts["clicked"] / delivered, 4) if delivered else 0.0
-    counts["bounce_rate"] = round(counts["bounced"] / sent, 4) if sent else 0.0
-    return counts
+    return {**counts, **rates(counts)}
 
 
 def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
-    """Live figures from message statuses (unique per message). `unsubscribed` counts recipients who
-    are unsubscribed now; the daily rollups of the analytics app refine this with events."""
+    """Live figures from message statuses (unique per message; machine opens and clicks never move a
+    status) and unsubscribe events. Rates are over sent - bounced (analytics.selectors.rates), so they
+    hold when a provider never reports delivery."""
     messages = Message.objects.filter(campaign=campaign)
     timeline = (
         messages.filter(sent_at__isnull=False)

@@ -37,6 +37,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             "followup",
             "ab_test",
             "variables",
+            "budget",
             "recurrence",
             "series",
             "next_run_at",
@@ -71,6 +72,7 @@ class CampaignSerializer(serializers.ModelSerializer):
             },
             "series": {"help_text": "For a run: the series it was launched by."},
             "next_run_at": {"help_text": "For a running series: when its next run starts."},
+            "budget": {"help_text": "What the campaign cost (null: unknown); analytics gives its ROI from it."},
         }
 
     def validate_recurrence(self, value):
@@ -156,12 +158,14 @@ class KpiSerializer(serializers.Serializer):
     clicked = serializers.IntegerField()
     bounced = serializers.IntegerField()
     complained = serializers.IntegerField()
-    unsubscribed = serializers.IntegerField()
+    unsubscribed = serializers.IntegerField(help_text="Messages whose recipient unsubscribed through them.")
     failed = serializers.IntegerField()
     unknown = serializers.IntegerField()
-    open_rate = serializers.FloatField()
-    click_rate = serializers.FloatField()
-    bounce_rate = serializers.FloatField()
+    open_rate = serializers.FloatField(help_text="opened / (sent - bounced)")
+    click_rate = serializers.FloatField(help_text="clicked / (sent - bounced)")
+    click_to_open_rate = serializers.FloatField(help_text="clicked / opened")
+    bounce_rate = serializers.FloatField(help_text="bounced / sent")
+    unsubscribe_rate = serializers.FloatField(help_text="unsubscribed / (sent - bounced)")
 
 
 class TimelineRowSerializer(serializers.Serializer):

@@ -36,6 +36,11 @@ app.conf.beat_schedule = {
     },
     # The entry keeps its earlier name so the scheduler updates its row instead of adding a second one.
     "tracking.guard": {"task": "campaigns.guard", "schedule": 60.0},
+    "analytics.rollup": {
+        "task": "analytics.rollup",
+        "schedule": float(os.environ.get("ANALYTICS_ROLLUP_INTERVAL_SECONDS") or 60),
+    },
+    "analytics.prune": {"task": "analytics.prune", "schedule": 24 * 3600},
     "accounts.flush-expired-tokens": {
         "task": "accounts.flush_expired_tokens",
         "schedule": 24 * 3600,

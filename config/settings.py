@@ -349,6 +349,16 @@ CALLBACK_FORM_MAX_AGE = timedelta(days=env_int("CALLBACK_FORM_MAX_AGE_DAYS", 30)
 CALLBACK_FORM_POSTS_PER_HOUR = env_int("CALLBACK_FORM_POSTS_PER_HOUR", 20)
 CALLBACK_FORM_POSTS_PER_TOKEN_PER_HOUR = env_int("CALLBACK_FORM_POSTS_PER_TOKEN_PER_HOUR", 5)
 
+# --- Analytics --------------------------------------------------------------------
+
+# How often beat rolls new events, sends, conversions and callbacks into the daily tables.
+ANALYTICS_ROLLUP_INTERVAL_SECONDS = env_int("ANALYTICS_ROLLUP_INTERVAL_SECONDS", 60)
+# Raw message events older than this are pruned once rolled up; their days' rollups are kept as they are.
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 400)
+# A conversion without a campaign or message goes to the contact's last clicked (else opened) message
+# within this many days.
+CONVERSION_ATTRIBUTION_DAYS = env_int("CONVERSION_ATTRIBUTION_DAYS", 7)
+
 # --- Email ------------------------------------------------------------------
 
 ANYMAIL_ESP_NAME = env_str("ANYMAIL_ESP_NAME")
@@ -378,6 +388,32 @@ ANYMAIL = {
 ANYMAIL_WEBHOOK_SECRET = env_basic_auth("ANYMAIL_WEBHOOK_SECRET")
 if ANYMAIL_WEBHOOK_SECRET:
     ANYMAIL["WEBHOOK_SECRET"] = ANYMAIL_WEBHOOK_SECRET
+
+# --- SMS and WhatsApp ---------------------------------------------------------------
+# Channel backends (campaigns.channels). "file" writes one JSON line per message under the
+# *_FILE_PATH directory (the embedded default), "console" prints it, "twilio" / "cloud" send for
+# real. A provider backend without its credentials counts as no backend: campaigns and sequences
+# of that channel are refused at launch.
+
+SMS_BACKEND = env_str("SMS_BACKEND", "file").strip().lower()
+if SMS_BACKEND not in {"twilio", "file", "console"}:
+    raise ImproperlyConfigured(f"SMS_BACKEND must be twilio, file or console, got {SMS_BACKEND!r}")
+SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(VAR_DIR / "sms"))
+TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+TWILIO_FROM = env_str("TWILIO_FROM")
+TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID")
+WHATSAPP_BACKEND = env_str("WHATSAPP_BACKEND", "file").strip().lower()
+if WHATSAPP_BACKEND not in {"cloud", "file", "console"}:
+    raise ImproperlyConfigured(f"WHATSAPP_BACKEND must be cloud, file or console, got {WHATSAPP_BACKEND!r}")
+WHATSAPP_FILE_PATH = env_str("WHATSAPP_FILE_PATH", str(VAR_DIR / "whatsapp"))
+WHATSAPP_TOKEN = env_str("WHATSAPP_TOKEN")
+WHATSAPP_PHONE_NUMBER_ID = env_str("WHATSAPP_PHONE_NUMBER_ID")
+WHATSAPP_APP_SECRET = env_str("WHATSAPP_APP_SECRET")
+WHATSAPP_VERIFY_TOKEN = env_str("WHATSAPP_VERIFY_TOKEN")
+WHATSAPP_API_VERSION = env_str("WHATSAPP_API_VERSION", "v23.0")
+# Seconds one provider HTTP call may take before it counts as a temporary failure.
+CHANNEL_HTTP_TIMEOUT = env_int("CHANNEL_HTTP_TIMEOUT", 20)
 
 # --- Security (when DEBUG is off) ---------------------------------------------
 

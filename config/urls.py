@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("campaigns.urls")),
     path("", include("callbacks.urls")),
     path("", include("tracking.urls")),
+    path("", include("analytics.urls")),
 ]
 
 urlpatterns = [
