@@ -19,12 +19,16 @@ redelivered or late task finds nothing to do), commit, call the provider for eac
 record the group's `sent` in one statement (retry / failed per message at once). One
 email connection is reused for the whole chunk. A worker that dies mid-group leaves at
 most that group `unknown`; nothing is ever sent twice.
+SMS and WhatsApp messages take the same steps; only rendering and the provider call differ (their
+channel backend, campaigns.channels, with one session for the chunk).
 A paused campaign's claimed messages are released back to queued, untouched.
 Temporary failures are retried after 1, 2 and 4 minutes, then the message fails.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import smtplib
 import socket
@@ -43,6 +47,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from campaigns import channels
 from campaigns import selectors as campaign_selectors
 from campaigns.mail import HeaderInjection, campaign_email, check_header_value
 from campaigns.models import (
@@ -308,6 +313,13 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     variant_ids = {m.variant_id for m in messages if m.variant_id}
     variants = CampaignVariant.objects.select_related("template_version").in_bulk(variant_ids) if variant_ids else {}
     running = {pk for pk, campaign in campaigns.items() if campaign.status == CampaignStatus.RUNNING}
+    if any(campaign.channel != Channel.EMAIL for campaign in campaigns.values()):
+        # SMS and WhatsApp: the same claims, marking, retries and recording; another render-and-call step.
+        phone = [m for m in messages if campaigns[m.campaign_id].channel != Channel.EMAIL]
+        _send_phone_messages(phone, campaigns=campaigns, variants=variants, running=running, lease=lease, result=result)
+        messages = [m for m in messages if campaigns[m.campaign_id].channel == Channel.EMAIL]
+        if not messages:
+            return result
     renderers: dict[tuple, _CampaignRenderer] = {}
     broken: dict[tuple, rendering.TemplateProblem] = {}  # a version that does not compile fails once per chunk
 
@@ -323,10 +335,6 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 result.released += mine().update(status=M.QUEUED, lease_until=None)  # paused: back in line
                 continue
             campaign = campaigns[message.campaign_id]
-            if campaign.channel != Channel.EMAIL:
-                mine().update(status=M.FAILED, lease_until=None, last_error="This channel has no sender yet.")
-                result.failed += 1
-                continue
             key = (message.campaign_id, message.step, message.variant_id)
             try:
                 if key in broken:
@@ -430,6 +438,141 @@ def _provider_calls(mailer, group: list[tuple[Message, EmailMultiAlternatives, s
             continue
         outcomes.append((message, email, provider_id, None, timezone.now()))
     return outcomes
+
+
+# --- SMS and WhatsApp -----------------------------------------------------------------------------------
+
+
+class PhoneMessageProblem(ValueError):
+    """An SMS or WhatsApp message that cannot go out as it is (no phone number, an empty text)."""
+
+
+class _PhoneRenderer:
+    """What the messages of an SMS or WhatsApp campaign (step, variant) share: the compiled template
+    version, and for WhatsApp the approved template's name and language."""
+
+    def __init__(self, campaign: Campaign, step: int = 0, variant=None):
+        base = campaign_selectors.message_render_base(campaign=campaign, step=step, variant=variant)
+        if base is None:
+            raise rendering.RenderError("template", "The campaign has no template version for this message.")
+        source = base.source
+        # A callback link is signed only for templates that can show it; these read other fields than email.
+        if not base.uses_callback and "callback_url" in source.sms_body + json.dumps(source.whatsapp_parameters):
+            base = dataclasses.replace(base, uses_callback=True)
+        self.base = base
+        self.channel = campaign.channel
+        self.compiled = rendering.prepare(source, organization_id=campaign.organization_id)
+        self.template_name = base.version.whatsapp_template_name
+        self.language = base.version.whatsapp_language
+
+    def build(self, message: Message) -> channels.OutgoingMessage:
+        if not message.to_address:
+            raise PhoneMessageProblem("The contact has no phone number.")
+        rendered = self.compiled.render(campaign_selectors.message_render_context(message=message, base=self.base))
+        if self.channel == Channel.SMS:
+            if not rendered.text.strip():
+                raise PhoneMessageProblem("The SMS text is empty for this contact.")
+            return channels.OutgoingMessage(message_id=message.pk, to=message.to_address, body=rendered.text)
+        return channels.OutgoingMessage(
+            message_id=message.pk,
+            to=message.to_address,
+            template=self.template_name,
+            language=self.language,
+            parameters=rendered.whatsapp_parameters,
+        )
+
+
+def _send_phone_messages(
+    messages: list[Message], *, campaigns: dict, variants: dict, running: set, lease: datetime, result: SendResult
+) -> None:
+    """Send a chunk's SMS and WhatsApp messages through their channel backends, one backend session per
+    channel for the chunk, with email's exactly-once steps: render a group, mark it `sending` (committed),
+    call the provider, record the group's `sent` with the next group's marking, retry or fail the rest."""
+    renderers: dict[tuple, _PhoneRenderer] = {}
+    broken: dict[tuple, rendering.TemplateProblem] = {}
+
+    def prepare(group: list[Message], backend) -> list[tuple[Message, channels.OutgoingMessage]]:
+        ready = []
+        for message in group:
+
+            def mine(message=message):
+                return Message.objects.filter(pk=message.pk, status=M.CLAIMED, lease_until=lease)
+
+            if message.campaign_id not in running:
+                result.released += mine().update(status=M.QUEUED, lease_until=None)  # paused: back in line
+                continue
+            campaign = campaigns[message.campaign_id]
+            if backend is None:
+                # Launch refuses a channel without a backend; this one lost its configuration since.
+                reason = channels.unavailable_reason(campaign.channel) or "The channel has no backend."
+                result.failed += mine().update(status=M.FAILED, lease_until=None, last_error=reason)
+                continue
+            key = (message.campaign_id, message.step, message.variant_id)
+            try:
+                if key in broken:
+                    raise broken[key]
+                renderer = renderers.get(key)
+                if renderer is None:
+                    try:
+                        renderer = renderers[key] = _PhoneRenderer(
+                            campaign, message.step, variants.get(message.variant_id)
+                        )
+                    except rendering.TemplateProblem as exc:
+                        broken[key] = exc
+                        raise
+                outgoing = renderer.build(message)
+            except (rendering.TemplateProblem, UnicodeError, PhoneMessageProblem) as exc:
+                result.failed += mine().update(status=M.FAILED, lease_until=None, last_error=_bad_data_text(exc))
+                continue
+            ready.append((message, outgoing))
+        return ready
+
+    def settle(group: list[tuple[Message, channels.OutgoingMessage]], outcomes) -> list[Sent]:
+        sent = []
+        at = timezone.now()
+        for (message, _), outcome in zip(group, outcomes, strict=True):
+            if outcome.ok:
+                sent.append((message.pk, outcome.provider_id, at, message.contact_id))
+                result.sent += 1
+                continue
+            failure = TemporaryFailure(outcome.error) if outcome.temporary else PermanentFailure(outcome.error)
+            _record_failure(message, failure)
+            retry = outcome.temporary and message.attempts < len(RETRY_DELAYS)
+            result.retried += retry
+            result.failed += not retry
+        return sent
+
+    by_channel: dict[str, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_channel[campaigns[message.campaign_id].channel].append(message)
+    done: list[Sent] = []
+    try:
+        for channel, channel_messages in by_channel.items():
+            backend = channels.backend_for(channel)
+            if backend is not None:
+                backend.open()
+            try:
+                for start in range(0, len(channel_messages), GROUP):
+                    ready = prepare(channel_messages[start : start + GROUP], backend)
+                    if not ready:
+                        continue
+                    marked = _mark_sending([message for message, _ in ready], lease, record=done)
+                    done = []
+                    if len(marked) < len(ready):
+                        unmarked = [message.pk for message, _ in ready if message.pk not in marked]
+                        released = Message.objects.filter(pk__in=unmarked, status=M.CLAIMED, lease_until=lease).update(
+                            status=M.QUEUED, lease_until=None
+                        )
+                        result.released += released
+                        result.skipped += len(unmarked) - released
+                    group = [item for item in ready if item[0].pk in marked]
+                    if group:
+                        done = settle(group, backend.send_batch([outgoing for _, outgoing in group]))
+            finally:
+                if backend is not None:
+                    backend.close()
+    finally:
+        _record_sent(done)
 
 
 def _sent_values(sent: list[Sent]) -> tuple[str, list]:

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Organization, User
+from campaigns.channels import unavailable_reason as channel_unavailable_reason
 from campaigns.models import (
     MAX_STEPS,
     Campaign,
@@ -388,6 +389,9 @@ def sequence_activate(*, sequence: Sequence, by: User | None = None) -> Sequence
         sequence = _locked(sequence)
         if sequence.status not in (SequenceStatus.DRAFT, SequenceStatus.PAUSED):
             raise ConflictError(f"Only a draft or paused sequence can be activated; this one is {sequence.status}.")
+        unavailable = channel_unavailable_reason(sequence.channel)
+        if unavailable:
+            raise ConflictError(unavailable)
         steps = list(sequence.steps.select_related("template"))
         if not steps:
             raise ValidationError({"steps": ["A sequence needs at least one step to be activated."]})

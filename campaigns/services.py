@@ -375,6 +375,7 @@ def campaign_launch(*, campaign: Campaign, by: User | None = None) -> Campaign:
             raise IllegalTransition(campaign.status, S.RUNNING)
         campaign_validate(campaign=campaign, for_launch=True)
         campaign_check_senders(campaign=campaign)
+        channel_check_backend(channel=campaign.channel)
         if campaign.recurrence:
             # A series is not expanded itself: each occurrence launches a run (campaigns.recurrence).
             return series_launch(campaign=campaign, by=by)
@@ -399,6 +400,15 @@ def campaign_launch(*, campaign: Campaign, by: User | None = None) -> Campaign:
         transaction.on_commit(lambda: campaign_prepare_task.delay(campaign_id=campaign_id))
     logger.info("campaign launched", extra={"campaign_id": campaign_id, "status": campaign.status})
     return campaign
+
+
+def channel_check_backend(*, channel: str) -> None:
+    """Refuse (409, with the reason) to start sending on a channel that has no configured backend."""
+    from campaigns.channels import unavailable_reason
+
+    reason = unavailable_reason(channel)
+    if reason:
+        raise ConflictError(reason)
 
 
 def _audit_status(campaign: Campaign, *, by: User | None, action: str, before: str, **after: Any) -> None:

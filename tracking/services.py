@@ -16,6 +16,8 @@ idempotent, in one transaction:
    unsubscribe the contact; planned and queued messages to such contacts are skipped;
 6. tell `contacts.hooks` receivers (drips) about replies, unsubscribes, bounces and complaints.
 
+`phone_inbound_receive` handles what contacts text back on SMS and WhatsApp (STOP, START, replies).
+
 Tracking writes only its own tables: contacts, suppressions and messages change through the
 contacts and campaigns services, each one set-based statement per batch.
 """
@@ -37,10 +39,11 @@ from campaigns import services as campaign_services
 from campaigns.models import Campaign, Message, MessageStatus
 from contacts import hooks
 from contacts import services as contact_services
-from contacts.models import Contact, ContactList, ContactStatus, SuppressionReason
-from tracking import machine, rules
+from contacts.models import Contact, ContactList, ContactStatus, Suppression, SuppressionKind, SuppressionReason
+from contacts.normalize import InvalidValue, normalize_phone
+from tracking import buffer, machine, rules
 from tracking.models import EventType, MessageEvent, TrackingSettings
-from tracking.records import EventRecord, anonymize_ip
+from tracking.records import EventRecord, anonymize_ip, digest_key
 from tracking.selectors import provider_id_variants
 
 logger = logging.getLogger(__name__)
@@ -442,3 +445,114 @@ def message_unsubscribe(
         )
     logger.info("unsubscribed", extra={"message_id": message.pk, "scope": scope})
     return scope
+
+
+# --- SMS and WhatsApp inbound ---------------------------------------------------------------------
+
+# Carriers' and Twilio's standard opt-out words; START opts back in. Matched on the whole text,
+# trimmed and case-insensitive ("stop " is STOP, "stop sending me this" is a reply).
+STOP_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_KEYWORDS = frozenset({"START"})
+
+
+class InboundOutcome:
+    STOPPED = "stopped"
+    STARTED = "started"
+    REPLIED = "replied"
+    UNMATCHED = "unmatched"
+
+
+def inbound_keyword(text: str) -> str:
+    """The inbound text as a keyword candidate: trimmed, inner spaces collapsed, upper case."""
+    return " ".join((text or "").split()).upper()
+
+
+def phone_latest_message(*, phone: str, channel: str) -> dict | None:
+    """The last message of `channel` we sent to this E.164 number, in any organization (None if none).
+
+    An inbound SMS or WhatsApp message names only the sender's number, and one number may be a
+    contact of several organizations: the message it last received from us decides whose contact
+    is answering (and whose STOP it is)."""
+    contact_ids = list(Contact.objects.filter(phone=phone).values_list("pk", flat=True)[:LOOKUP_CHUNK])
+    if not contact_ids:
+        return None
+    return (
+        Message.objects.filter(
+            contact_id__in=contact_ids, to_address=phone, campaign__channel=channel, sent_at__isnull=False
+        )
+        .order_by("-sent_at", "-id")
+        .values(*_MESSAGE_FIELDS)
+        .first()
+    )
+
+
+def phone_inbound_receive(
+    *,
+    channel: str,
+    esp: str,
+    phone: str,
+    text: str,
+    provider_message_id: str,
+    occurred_at,
+    payload: Any = None,
+) -> str:
+    """An SMS or WhatsApp message from a contact, matched to the message that number last got from us.
+
+    STOP (and STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) suppresses the number in that organization and
+    unsubscribes the contact (pending messages skipped, drips ended); START lifts the opt-out
+    suppression and resubscribes a contact who had unsubscribed; any other text is a `replied` event
+    on that message (drips with stop-on-reply stop). Idempotent per provider message id.
+    Returns an `InboundOutcome`."""
+    try:
+        number = normalize_phone(phone)
+    except InvalidValue:
+        logger.info("inbound message from an invalid number", extra={"esp": esp})
+        return InboundOutcome.UNMATCHED
+    message = phone_latest_message(phone=number, channel=channel)
+    if message is None:
+        logger.info("inbound message from a number we never messaged", extra={"esp": esp, "channel": channel})
+        return InboundOutcome.UNMATCHED
+    keyword = inbound_keyword(text)
+    record = EventRecord(
+        type=EventType.REPLIED,
+        occurred_at=occurred_at,
+        dedupe_key=digest_key("inbound", esp, provider_message_id or payload),
+        message_id=message["id"],
+        esp=esp,
+        recipient=number,
+        detail=(text or "")[:1000],
+        payload=payload,
+    )
+    organization_id = message["organization_id"]
+    if keyword in STOP_KEYWORDS:
+        record.type = EventType.UNSUBSCRIBED
+        with transaction.atomic():
+            contact_services.suppressions_add_bulk(
+                addresses=[(organization_id, number)],
+                reason=SuppressionReason.UNSUBSCRIBED,
+                source=f"{esp} {keyword}",
+                kind=SuppressionKind.PHONE,
+            )
+            # A provider's unsubscribe (esp set): the contact is unsubscribed, pending messages skipped.
+            event_ingest_batch(records=[record])
+        logger.info("inbound opt-out", extra={"message_id": message["id"], "esp": esp})
+        return InboundOutcome.STOPPED
+    if keyword in START_KEYWORDS:
+        record.type = EventType.SUBSCRIBED
+        with transaction.atomic():
+            # Only the opt-out is lifted: a suppression an operator added, or a bounce, stays.
+            for suppression in Suppression.objects.filter(
+                organization_id=organization_id,
+                kind=SuppressionKind.PHONE,
+                value=number,
+                reason=SuppressionReason.UNSUBSCRIBED,
+            ):
+                contact_services.suppression_remove(suppression=suppression)
+            contact = Contact.objects.filter(pk=message["contact_id"], status=ContactStatus.UNSUBSCRIBED).first()
+            if contact is not None:
+                contact_services.contact_update(contact=contact, data={"status": ContactStatus.SUBSCRIBED})
+            event_ingest_batch(records=[record])
+        logger.info("inbound opt-in", extra={"message_id": message["id"], "esp": esp})
+        return InboundOutcome.STARTED
+    buffer.push([record])
+    return InboundOutcome.REPLIED
