@@ -65,10 +65,51 @@ class MembershipInline(admin.TabularInline):
         return self._may(request, obj, write=True)
 
 
+class OrganizationForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = [
+            "name",
+            "slug",
+            "timezone",
+            "default_from_name",
+            "default_from_email",
+            "require_explicit_consent",
+            "sms_segment_price",
+            "whatsapp_message_price",
+            "message_price_currency",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "message_price_currency" in self.fields:
+            self.fields["message_price_currency"].required = False
+
+    def clean_message_price_currency(self):
+        # Left empty: the currency stays what it was (EUR for a new organization).
+        value = (self.cleaned_data.get("message_price_currency") or "").strip().upper()
+        return value or self.instance.message_price_currency or "EUR"
+
+
 @admin.register(Organization)
 class OrganizationAdmin(ServiceErrorsAdminMixin, admin.ModelAdmin):
+    form = OrganizationForm
     list_display = ["name", "slug", "timezone", "default_from_email", "created_at"]
     search_fields = ["name", "slug"]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "timezone", "default_from_name", "default_from_email"]}),
+        (
+            "SMS and WhatsApp",
+            {
+                "fields": [
+                    "require_explicit_consent",
+                    "sms_segment_price",
+                    "whatsapp_message_price",
+                    "message_price_currency",
+                ]
+            },
+        ),
+    ]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 

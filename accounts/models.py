@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -25,6 +27,14 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"{value!r} is not a known IANA time zone.", code="invalid_timezone") from None
 
 
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*\Z")
+
+
+def validate_locale(value: str) -> None:
+    if value and not _LANGUAGE_TAG.match(value):
+        raise ValidationError(f"{value!r} is not a language tag such as nl or en-GB.", code="invalid_locale")
+
+
 class Organization(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=200)
@@ -32,6 +42,33 @@ class Organization(models.Model):
     timezone = models.CharField(max_length=64, default=default_timezone, validators=[validate_timezone])
     default_from_name = models.CharField(max_length=200, blank=True)
     default_from_email = models.EmailField(blank=True)
+    require_explicit_consent = models.BooleanField(
+        "require explicit SMS/WhatsApp consent",
+        default=False,
+        help_text="SMS and WhatsApp only to contacts who said yes to the channel (off: no answer follows status).",
+    )
+    sms_segment_price = models.DecimalField(
+        max_digits=10,
+        decimal_places=5,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="What one SMS segment costs; gives campaign cost estimates. Empty: unknown.",
+    )
+    whatsapp_message_price = models.DecimalField(
+        max_digits=10,
+        decimal_places=5,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="What one WhatsApp template message costs. Empty: unknown.",
+    )
+    message_price_currency = models.CharField(
+        max_length=3,
+        default="EUR",
+        validators=[RegexValidator(r"^[A-Z]{3}\Z", "Use a three-letter ISO 4217 code, e.g. EUR.")],
+        help_text="ISO 4217 currency of the SMS and WhatsApp prices.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -81,6 +118,19 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False, help_text="Can log into the admin site.")
     date_joined = models.DateTimeField(default=timezone.now)
+    # Below date_joined: the field named timezone hides django.utils.timezone in the class body.
+    locale = models.CharField(
+        max_length=16,
+        blank=True,
+        validators=[validate_locale],
+        help_text="Language of the back office for this user, e.g. nl or en-GB. Empty: the default.",
+    )
+    timezone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone],
+        help_text="IANA time zone to show times in, e.g. Europe/Amsterdam. Empty: the organization's.",
+    )
 
     objects = UserManager()
 

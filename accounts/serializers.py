@@ -16,7 +16,19 @@ from config.validation import BoundedDateField
 class OrganizationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Organization
-        fields = ["id", "name", "slug", "timezone", "default_from_name", "default_from_email", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "timezone",
+            "default_from_name",
+            "default_from_email",
+            "require_explicit_consent",
+            "sms_segment_price",
+            "whatsapp_message_price",
+            "message_price_currency",
+            "created_at",
+        ]
         read_only_fields = ["id", "slug", "created_at"]
 
 
@@ -56,11 +68,37 @@ class MembershipOfUserSerializer(serializers.ModelSerializer):
 
 
 class MeSerializer(serializers.ModelSerializer):
-    memberships = MembershipOfUserSerializer(many=True)
+    """The signed-in user. `full_name`, `locale` and `timezone` may be changed (PATCH)."""
+
+    memberships = MembershipOfUserSerializer(many=True, read_only=True)
 
     class Meta:
         model = User
-        fields = ["id", "email", "full_name", "memberships"]
+        fields = ["id", "email", "full_name", "locale", "timezone", "memberships"]
+        read_only_fields = ["id", "email", "memberships"]
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    old_password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+    new_password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+    refresh = serializers.CharField(
+        required=False,
+        write_only=True,
+        help_text="The caller's own refresh token, kept valid; every other refresh token of the user is revoked.",
+    )
+
+
+class PasswordResetSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class PasswordResetAcceptedSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class PasswordResetConfirmSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200, help_text="The token from the link in the reset email.")
+    new_password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
 
 
 class MemberSerializer(serializers.ModelSerializer):

@@ -1,12 +1,16 @@
-"""Account writes: registration, invitations and role changes."""
+"""Account writes: registration, invitations, role changes, profile and passwords."""
 
 from __future__ import annotations
 
 import logging
 
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone as django_timezone
+from django.utils.encoding import force_bytes, force_str
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.text import slugify
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
@@ -147,6 +151,10 @@ def refresh_token_spend(*, token: RefreshToken, user: User | None) -> None:
     exactly one gets through, the others raise TokenError (401)."""
     jti = token.payload[jwt_settings.JTI_CLAIM]
     with transaction.atomic():
+        if user is not None:
+            # Serializes with a password change (see refresh_tokens_revoke): a token rotated
+            # meanwhile is either revoked with the others or refused here.
+            _lock_user(user)
         outstanding, _ = OutstandingToken.objects.get_or_create(
             jti=jti,
             defaults={
@@ -163,6 +171,132 @@ def refresh_token_spend(*, token: RefreshToken, user: User | None) -> None:
         _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
     if not created:
         raise TokenError("Token is blacklisted")
+
+
+PROFILE_FIELDS = frozenset({"full_name", "locale", "timezone"})
+
+
+def user_profile_update(*, user: User, **fields) -> User:
+    """Change the user's own name, locale or time zone. Raises ValidationError naming the field."""
+    unknown = set(fields) - PROFILE_FIELDS
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed here."] for name in sorted(unknown)})
+    for name, value in fields.items():
+        setattr(user, name, value.strip() if isinstance(value, str) else value)
+    user.clean_fields(exclude=[f.name for f in User._meta.fields if f.name not in fields])
+    if fields:
+        user.save(update_fields=sorted(fields))
+    return user
+
+
+def refresh_tokens_revoke(*, user: User, keep_jti: str | None = None) -> int:
+    """Blacklist every live refresh token of the user except `keep_jti`; returns how many.
+
+    Access tokens already issued stay valid until they expire (minutes)."""
+    with transaction.atomic():
+        _lock_user(user)
+        live = OutstandingToken.objects.filter(
+            user=user, expires_at__gt=django_timezone.now(), blacklistedtoken__isnull=True
+        )
+        if keep_jti:
+            live = live.exclude(jti=keep_jti)
+        ids = list(live.values_list("pk", flat=True))
+        BlacklistedToken.objects.bulk_create([BlacklistedToken(token_id=pk) for pk in ids], ignore_conflicts=True)
+    return len(ids)
+
+
+def user_password_change(*, user: User, old_password: str, new_password: str, keep_refresh: str | None = None) -> User:
+    """Change a signed-in user's password; every other refresh token of theirs is revoked.
+
+    `keep_refresh`, the caller's own refresh token, stays valid so that this client stays signed in."""
+    if not user.check_password(old_password):
+        raise ValidationError({"old_password": ["The current password is not correct."]})
+    _validate_new_password(new_password, user=user)
+    keep_jti = _own_refresh_jti(keep_refresh, user=user) if keep_refresh else None
+    with transaction.atomic():
+        _lock_user(user)
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        revoked = refresh_tokens_revoke(user=user, keep_jti=keep_jti)
+    logger.info("password changed", extra={"user_id": str(user.pk), "revoked_refresh_tokens": revoked})
+    return user
+
+
+class PasswordResetTokens(PasswordResetTokenGenerator):
+    """Django's reset tokens (bound to the password hash and last login, so a token works once and
+    dies with any password change), salted apart from invitation links."""
+
+    key_salt = "accounts.services.PasswordResetTokens"
+
+
+password_reset_tokens = PasswordResetTokens()
+
+
+def password_reset_token(user: User) -> str:
+    """`<user id in base64>.<token>`: what the reset link carries and the confirm endpoint takes."""
+    return f"{urlsafe_base64_encode(force_bytes(user.pk))}.{password_reset_tokens.make_token(user)}"
+
+
+def password_reset_request(*, email: str) -> None:
+    """Queue a reset link to `email`. The caller answers the same whether an account exists: the
+    lookup happens in the task, so the request does the same work either way."""
+    from accounts.tasks import send_password_reset_task
+
+    email = User.objects.normalize_email_address(email)
+    transaction.on_commit(lambda: send_password_reset_task.delay(email=email))
+
+
+def password_reset_user(token: str) -> User | None:
+    """The active user a reset token was made for, or None when it is malformed, expired or used."""
+    uid, _, user_token = (token or "").strip().partition(".")
+    try:
+        pk = force_str(urlsafe_base64_decode(uid))
+        user = User.objects.filter(pk=pk, is_active=True).first()
+    except (ValueError, TypeError, OverflowError, ValidationError):
+        return None
+    if user is None or not password_reset_tokens.check_token(user, user_token):
+        return None
+    return user
+
+
+def password_reset_confirm(*, token: str, new_password: str) -> User:
+    """Set a new password with a reset token; the token is spent and every refresh token revoked."""
+    invalid = ValidationError({"token": ["This reset link is invalid, expired or already used."]})
+    user = password_reset_user(token)
+    if user is None:
+        raise invalid
+    _validate_new_password(new_password, user=user)
+    with transaction.atomic():
+        # Checked again under the lock: of two uses of one token at once, only the first sets a password.
+        user = _lock_user(user)
+        if not password_reset_tokens.check_token(user, token.strip().partition(".")[2]):
+            raise invalid
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        refresh_tokens_revoke(user=user)
+    logger.info("password reset", extra={"user_id": str(user.pk)})
+    return user
+
+
+def _validate_new_password(password: str, *, user: User) -> None:
+    try:
+        validate_password(password, user=user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from None
+
+
+def _own_refresh_jti(raw: str, *, user: User) -> str:
+    try:
+        token = RefreshToken(raw)
+    except TokenError as exc:
+        raise ValidationError({"refresh": [str(exc)]}) from None
+    if str(token.get(jwt_settings.USER_ID_CLAIM)) != str(user.pk):
+        raise ValidationError({"refresh": ["This token belongs to another user."]})
+    return token[jwt_settings.JTI_CLAIM]
+
+
+def _lock_user(user: User) -> User:
+    return User.objects.select_for_update().get(pk=user.pk)
 
 
 def _check_role_grant(*, organization: Organization, role: str, by: User) -> None:

@@ -1,4 +1,4 @@
-"""Account background work: invitation emails and token housekeeping."""
+"""Account background work: invitation and password reset emails, token housekeeping."""
 
 from __future__ import annotations
 
@@ -19,6 +19,20 @@ from accounts import notifications
 def send_invitation_task(*, membership_id: str, **_kwargs) -> None:
     """Email a new member the invitation (with a set-password link when they have none)."""
     notifications.invitation_send(membership_id=membership_id)
+
+
+@shared_task(
+    name="accounts.send_password_reset",
+    acks_late=True,
+    autoretry_for=(OSError,),
+    retry_backoff=60,
+    max_retries=3,
+    time_limit=120,
+    soft_time_limit=100,
+)
+def send_password_reset_task(*, email: str, **_kwargs) -> None:
+    """Email a password reset link to the account with this address, if there is one."""
+    notifications.password_reset_send(email=email)
 
 
 @shared_task(name="accounts.flush_expired_tokens", acks_late=True, time_limit=600)

@@ -1,27 +1,24 @@
-from django.urls import path
-from rest_framework.routers import SimpleRouter
-
 from accounts import views
+from config.routing import ApiRouter, api_path
 
-# Every path answers as API.md writes it and with a trailing slash, without redirects.
-router = SimpleRouter()
-router.trailing_slash = "/?"  # the constructor only knows "/" or ""
+router = ApiRouter()
 router.register("members", views.MemberViewSet, basename="member")
 router.register("audit", views.AuditEventViewSet, basename="audit-event")
 
-
-def both_forms(route: str, view, name: str) -> list:
-    # The documented form is in the schema; the slash form is the same view, left out of it.
-    return [path(route, view.as_view(), name=name), path(f"{route}/", view.as_view(schema=None))]
-
-
 urlpatterns = [
-    *both_forms("auth/register", views.RegisterView, "auth-register"),
-    *both_forms("auth/login", views.LoginView, "auth-login"),
-    *both_forms("auth/refresh", views.RefreshView, "auth-refresh"),
-    *both_forms("auth/logout", views.LogoutView, "auth-logout"),
-    *both_forms("auth/me", views.MeView, "auth-me"),
-    *both_forms("auth/invitations/accept", views.InvitationAcceptView, "auth-invitation-accept"),
-    *both_forms("organization", views.CurrentOrganizationView, "organization-current"),
+    api_path("auth/register", views.RegisterView.as_view(), name="auth-register"),
+    api_path("auth/login", views.LoginView.as_view(), name="auth-login"),
+    api_path("auth/refresh", views.RefreshView.as_view(), name="auth-refresh"),
+    api_path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
+    api_path("auth/me", views.MeView.as_view(), name="auth-me"),
+    api_path("auth/password", views.PasswordChangeView.as_view(), name="auth-password"),
+    api_path("auth/password-reset", views.PasswordResetView.as_view(), name="auth-password-reset"),
+    api_path(
+        "auth/password-reset/confirm",
+        views.PasswordResetConfirmView.as_view(),
+        name="auth-password-reset-confirm",
+    ),
+    api_path("auth/invitations/accept", views.InvitationAcceptView.as_view(), name="auth-invitation-accept"),
+    api_path("organization", views.CurrentOrganizationView.as_view(), name="organization-current"),
     *router.urls,
 ]

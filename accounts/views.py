@@ -28,6 +28,10 @@ from accounts.serializers import (
     MemberSerializer,
     MeSerializer,
     OrganizationSerializer,
+    PasswordChangeSerializer,
+    PasswordResetAcceptedSerializer,
+    PasswordResetConfirmSerializer,
+    PasswordResetSerializer,
     RefreshSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
@@ -164,14 +168,82 @@ class LogoutView(generics.GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MeView(generics.RetrieveAPIView):
-    """The signed-in user and their memberships."""
+class MeView(generics.RetrieveUpdateAPIView):
+    """The signed-in user and their memberships; PATCH changes their name, locale and time zone."""
 
     permission_classes = [IsAuthenticated]
     serializer_class = MeSerializer
+    http_method_names = ["get", "patch", "head", "options"]
 
     def get_object(self):
         return User.objects.prefetch_related("memberships__organization").get(pk=self.request.user.pk)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.user_profile_update(user=serializer.instance, **serializer.validated_data)
+
+
+class PasswordChangeView(generics.GenericAPIView):
+    """Change the signed-in user's password. Every other refresh token of theirs is revoked (send
+    your own as `refresh` to keep it)."""
+
+    permission_classes = [IsAuthenticated]
+    serializer_class = PasswordChangeSerializer
+    # It checks a password, like a login.
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
+
+    @extend_schema(responses={204: None})
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        services.user_password_change(
+            user=request.user,
+            old_password=data["old_password"],
+            new_password=data["new_password"],
+            keep_refresh=data.get("refresh"),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+RESET_REQUEST_ACCEPTED = "If an account uses this address, a link to reset its password is on its way."
+
+
+class PasswordResetView(generics.GenericAPIView):
+    """Ask for a password reset link by email. The answer is 202 whether or not an account uses
+    the address, so it tells nobody which addresses have one."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "password_reset"
+    serializer_class = PasswordResetSerializer
+
+    @extend_schema(responses={202: PasswordResetAcceptedSerializer})
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.password_reset_request(email=serializer.validated_data["email"])
+        return Response({"detail": RESET_REQUEST_ACCEPTED}, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(generics.GenericAPIView):
+    """Set a new password with the token from a reset email; the token works once."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "password_reset"
+    serializer_class = PasswordResetConfirmSerializer
+
+    @extend_schema(responses={204: None})
+    def post(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.password_reset_confirm(
+            token=serializer.validated_data["token"], new_password=serializer.validated_data["new_password"]
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class InvitationAcceptView(generics.GenericAPIView):

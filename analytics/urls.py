@@ -1,19 +1,12 @@
-from django.urls import re_path
-from rest_framework.routers import SimpleRouter
-
 from analytics import views
+from config.routing import ApiRouter, api_path
 
-router = SimpleRouter()
-router.trailing_slash = "/?"
+router = ApiRouter()
 router.register("conversions", views.ConversionViewSet, basename="conversion")
 
 urlpatterns = [
-    re_path(r"^analytics/dashboard/?$", views.DashboardView.as_view(), name="analytics-dashboard"),
-    re_path(
-        rf"^analytics/campaigns/(?P<pk>{views.UUID_REGEX})/?$",
-        views.CampaignAnalyticsView.as_view(),
-        name="analytics-campaign",
-    ),
-    re_path(r"^analytics/export/?$", views.ExportView.as_view(), name="analytics-export"),
+    api_path("analytics/dashboard/", views.DashboardView.as_view(), name="analytics-dashboard"),
+    api_path("analytics/campaigns/<uuid:pk>/", views.CampaignAnalyticsView.as_view(), name="analytics-campaign"),
+    api_path("analytics/export/", views.ExportView.as_view(), name="analytics-export"),
     *router.urls,
 ]

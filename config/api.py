@@ -41,13 +41,3 @@ class TenantAutoSchema(AutoSchema):
         if getattr(self.view, "tenant_scoped", False):
             params = [*params, ORGANIZATION_HEADER]
         return params
-
-
-def not_found(request, exception=None):
-    """Unknown routes under /api/ answer JSON like every other API error; elsewhere Django's page."""
-    from django.http import JsonResponse
-    from django.views.defaults import page_not_found
-
-    if request.path_info.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    return page_not_found(request, exception)

@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "corsheaders",
     "django_celery_beat",
     "anymail",
     "accounts",
@@ -77,6 +79,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "config.middleware.RequestIDMiddleware",
+    # Before anything that answers on its own (413, 404, ...), so those answers carry CORS headers too.
+    "corsheaders.middleware.CorsMiddleware",
+    "config.http_errors.ApiJsonErrorsMiddleware",
     "config.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -234,6 +239,8 @@ REST_FRAMEWORK = {
         "login": env_str("THROTTLE_LOGIN_RATE", "30/min"),
         "register": env_str("THROTTLE_REGISTER_RATE", "10/hour"),
         "invitation": env_str("THROTTLE_INVITATION_RATE", "30/hour"),
+        # Reset requests and confirmations together, per client address.
+        "password_reset": env_str("THROTTLE_PASSWORD_RESET_RATE", "10/hour"),
     },
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -241,6 +248,13 @@ REST_FRAMEWORK = {
     # REMOTE_ADDR and X-Forwarded-For is ignored, so a client cannot pick its own address.
     "NUM_PROXIES": NUM_PROXIES,
 }
+
+# Browser apps on these origins (comma-separated, e.g. https://app.example.com) may call /api/;
+# none by default. Credentials travel in the Authorization header, never in cookies.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-organization", "x-request-id")
+CORS_EXPOSE_HEADERS = ("content-disposition", "retry-after", "x-request-id")
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 10)),
@@ -259,6 +273,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Marketing campaign back office: contacts, templates, campaigns, tracking, analytics, callbacks.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Several models have a `status` field with different choices: name each enum.
