@@ -24,15 +24,13 @@ from accounts.models import Membership, Organization
 from accounts.tenancy import Area, ReadOnlyAdminMixin, TenantModelAdmin
 from analytics import selectors
 from analytics.charts import bar_chart, format_number
-from analytics.models import COUNTERS, DailyStat
+from analytics.models import DailyStat
 from analytics.panels import counter_items, counters_of, daily_svg, every_day, percent, rate_items
-from campaigns.models import Campaign, CampaignKind, Sequence
+from campaigns.models import CampaignKind
 from config import csvsafe
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-TOP_CAMPAIGNS = 10
-EXPORT_HEADER = ("date", "campaign_id", "campaign_name", "channel", *COUNTERS)
 
 
 class DateInput(forms.DateInput):
@@ -163,12 +161,12 @@ class AnalyticsAdmin(ReadOnlyAdminMixin, TenantModelAdmin):
         return TemplateResponse(request, "admin/analytics/dashboard.html", context)
 
     def dashboard(self, organization: Organization, date_from: date, date_to: date) -> dict[str, Any]:
-        span = {"organization_id": organization.pk, "date_from": date_from, "date_to": date_to}
-        [totals] = selectors.report(**span)
-        counters = counters_of(totals)
+        span = {"scope": selectors.scope_of(organization), "date_from": date_from, "date_to": date_to}
+        per_day = selectors.report(**span, by=("date",))
+        counters = counters_of(selectors.total(per_day))
         rates = selectors.rates(counters)
-        days = every_day(selectors.report(**span, by=("date",)), date_from, date_to)
-        top = self.top_campaigns(organization, selectors.report(**span, by=("campaign",)))
+        days = every_day(per_day, date_from, date_to)
+        top = [_top_campaign(row) for row in selectors.top_campaigns(**span)]
         agents = [
             {
                 **row,
@@ -202,44 +200,6 @@ class AnalyticsAdmin(ReadOnlyAdminMixin, TenantModelAdmin):
             ),
         }
 
-    def top_campaigns(self, organization: Organization, rows: list[dict]) -> list[dict[str, Any]]:
-        """The campaigns that sent most (then by id, so ties keep their order), with their admin page."""
-        rows = sorted(
-            (row for row in rows if row.get("campaign_id") is not None),
-            key=lambda row: (-row["sent"], str(row["campaign_id"])),
-        )[:TOP_CAMPAIGNS]
-        ids = [row["campaign_id"] for row in rows]
-        campaigns = {
-            c["id"]: c
-            for c in Campaign.objects.filter(organization=organization, pk__in=ids).values("id", "name", "kind")
-        }
-        sequences = dict(
-            Sequence.objects.filter(organization=organization, campaign_id__in=ids).values_list("campaign_id", "id")
-        )
-        top = []
-        for row in rows:
-            campaign = campaigns.get(row["campaign_id"])
-            if campaign is None:
-                continue  # deleted since
-            if campaign["kind"] == CampaignKind.SEQUENCE and campaign["id"] in sequences:
-                url = reverse("admin:campaigns_sequence_change", args=[sequences[campaign["id"]]])
-            else:
-                url = reverse("admin:campaigns_campaign_change", args=[campaign["id"]])
-            counters = counters_of(row)
-            rates = selectors.rates(counters)
-            top.append(
-                {
-                    "campaign_id": campaign["id"],
-                    "name": campaign["name"],
-                    "url": url,
-                    **counters,
-                    "revenue_shown": format_number(counters["revenue"], 2),
-                    "open_rate": percent(rates["open_rate"]),
-                    "click_rate": percent(rates["click_rate"]),
-                }
-            )
-        return top
-
     # --- CSV -----------------------------------------------------------------------------------------
 
     def export_view(self, request):
@@ -249,33 +209,28 @@ class AnalyticsAdmin(ReadOnlyAdminMixin, TenantModelAdmin):
             errors = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in form.errors.items())
             return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
         organization, date_from, date_to = (form.cleaned_data[name] for name in ("organization", "from", "to"))
-        rows = selectors.report(
-            organization_id=organization.pk, date_from=date_from, date_to=date_to, by=("date", "campaign")
-        )
-        campaigns = {
-            c["id"]: c
-            for c in Campaign.objects.filter(
-                organization=organization, pk__in={row["campaign_id"] for row in rows} - {None}
-            ).values("id", "name", "channel")
-        }
-        rows.sort(key=lambda row: (row["date"], str(row["campaign_id"] or "")))
-
-        def lines():
-            yield EXPORT_HEADER
-            for row in rows:
-                campaign = campaigns.get(row["campaign_id"], {})
-                counters = counters_of(row)
-                yield (
-                    row["date"].isoformat(),
-                    str(row["campaign_id"] or ""),
-                    campaign.get("name", ""),
-                    campaign.get("channel", ""),
-                    *(counters[name] for name in COUNTERS),
-                )
-
-        response = StreamingHttpResponse(csvsafe.stream_rows(lines()), content_type="text/csv; charset=utf-8")
+        rows = selectors.export_rows(scope=selectors.scope_of(organization), date_from=date_from, date_to=date_to)
+        response = StreamingHttpResponse(csvsafe.stream_rows(rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="analytics-{date_from}-{date_to}.csv"'
         return response
+
+
+def _top_campaign(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of `selectors.top_campaigns` with its admin page (a sequence's own) and figures as shown."""
+    if row["kind"] == CampaignKind.SEQUENCE and row["sequence_id"] is not None:
+        url = reverse("admin:campaigns_sequence_change", args=[row["sequence_id"]])
+    else:
+        url = reverse("admin:campaigns_campaign_change", args=[row["campaign_id"]])
+    counters = counters_of(row)
+    return {
+        "campaign_id": row["campaign_id"],
+        "name": row["name"],
+        "url": url,
+        **counters,
+        "revenue_shown": format_number(counters["revenue"], 2),
+        "open_rate": percent(row["rates"]["open_rate"]),
+        "click_rate": percent(row["rates"]["click_rate"]),
+    }
 
 
 def _uuid_or_none(value: str | None) -> uuid.UUID | None:

@@ -104,28 +104,32 @@ def rate_items(rates: dict[str, float]) -> list[dict[str, Any]]:
     ]
 
 
-def roi_of(revenue: Decimal, budget: Decimal | None) -> float | None:
-    """(revenue - budget) / budget, rounded to 4 decimals; None without a budget."""
-    if not budget:
-        return None
-    return round(float((revenue - budget) / budget), 4)
-
-
 def local_date(moment: datetime, time_zone: str) -> date:
     return moment.astimezone(ZoneInfo(time_zone)).date()
 
 
-def campaign_panel(campaign: Campaign, date_from: date | None = None, date_to: date | None = None) -> dict:
+def campaign_panel(
+    campaign: Campaign,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    *,
+    scope: selectors.Scope | None = None,
+) -> dict:
     """KPIs, rates, revenue, budget, ROI, the daily chart and the link report of one campaign over
     [date_from, date_to] (None: since the campaign began, until today in the organization's time zone).
     Revenue and ROI are over the campaign's whole life, as its budget is."""
     organization = campaign.organization
-    organization_id = organization.pk
+    scope = scope or selectors.scope_of(organization)
     today = selectors.organization_today(organization)
-    span = {"organization_id": organization_id, "campaign_id": campaign.pk, "date_from": date_from, "date_to": date_to}
-    [totals] = selectors.report(**span)
-    [lifetime] = selectors.report(organization_id=organization_id, campaign_id=campaign.pk)
-    per_day = selectors.report(**span, by=("date",))
+    span = {"scope": scope, "campaign_id": campaign.pk, "date_from": date_from, "date_to": date_to}
+    # One read of the period, added up here per day, variant and step.
+    rows = selectors.report(**span, by=("date", "variant", "step"))
+    totals = selectors.total(rows)
+    if date_from is None and date_to is None:
+        lifetime = totals
+    else:
+        [lifetime] = selectors.report(scope=scope, campaign_id=campaign.pk)
+    per_day = [{"date": day, **counters} for day, counters in _grouped(rows, lambda row: row["date"]).items()]
 
     chart_to = date_to or max([today, *(row["date"] for row in per_day)])
     began = local_date(campaign.launched_at or campaign.created_at, organization.timezone)
@@ -136,7 +140,7 @@ def campaign_panel(campaign: Campaign, date_from: date | None = None, date_to: d
     counters = counters_of(totals)
     rates = selectors.rates(totals)
     revenue = counters_of(lifetime)["revenue"]
-    roi = roi_of(revenue, campaign.budget)
+    roi = selectors.roi(revenue, campaign.budget)
     return {
         "campaign": campaign,
         "date_from": date_from,
@@ -153,24 +157,23 @@ def campaign_panel(campaign: Campaign, date_from: date | None = None, date_to: d
         "roi_shown": percent(roi) if roi is not None else "",
         "days": days,
         "chart": daily_svg(days, title=f"{campaign.name}: sent, opened and clicked per day"),
-        "links": selectors.links(
-            organization_id=organization_id, campaign_id=campaign.pk, date_from=date_from, date_to=date_to
-        ),
-        "variants": _variants(campaign, span),
-        "steps": _steps(campaign, span),
+        "links": selectors.links(scope=scope, campaign_id=campaign.pk, date_from=date_from, date_to=date_to),
+        "variants": _variants(campaign, _grouped(rows, lambda row: row["variant_id"])),
+        "steps": _steps(campaign, _grouped(rows, lambda row: step_order(row["step"]))),
     }
 
 
-def _variants(campaign: Campaign, span: dict) -> list[dict[str, Any]]:
-    variants = list(CampaignVariant.objects.filter(campaign=campaign).order_by("name").values("id", "name"))
-    if not variants:
-        return []
-    per_variant = {row["variant_id"]: row for row in selectors.report(**span, by=("variant",))}
-    rows = []
-    for variant in variants:
-        row = per_variant.get(variant["id"])
-        rows.append({"name": variant["name"], **_figures(counters_of(row))})
-    return rows
+def _grouped(rows: list[dict[str, Any]], key) -> dict[Any, dict[str, Any]]:
+    """Report rows added up per key(row)."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(key(row), []).append(row)
+    return {group: selectors.total(members) for group, members in groups.items()}
+
+
+def _variants(campaign: Campaign, per_variant: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+    variants = CampaignVariant.objects.filter(campaign=campaign).order_by("name").values("id", "name")
+    return [{"name": variant["name"], **_figures(counters_of(per_variant.get(variant["id"])))} for variant in variants]
 
 
 def _figures(counters: dict[str, Any]) -> dict[str, Any]:
@@ -183,14 +186,8 @@ def _figures(counters: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _steps(campaign: Campaign, span: dict) -> list[dict[str, Any]]:
+def _steps(campaign: Campaign, per_step: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
     """A sequence's figures per step (every enrollment's n-th message together)."""
     if campaign.kind != CampaignKind.SEQUENCE:
         return []
-    merged: dict[int, dict[str, Any]] = {}
-    for row in selectors.report(**span, by=("step",)):
-        order = step_order(row["step"])
-        into = merged.setdefault(order, counters_of(None))
-        for name, value in counters_of(row).items():
-            into[name] += value
-    return [{"step": order, **_figures(counters)} for order, counters in sorted(merged.items())]
+    return [{"step": order, **_figures(counters_of(counters))} for order, counters in sorted(per_step.items())]

@@ -37,6 +37,7 @@ from accounts.models import Organization
 from analytics.models import COUNTERS, TOTALS, Conversion, RollupState
 from callbacks.models import CallbackStatus
 from campaigns.models import MessageStatus
+from tracking import retention
 from tracking.models import EventType, MessageEvent
 
 SOURCES = ("events", "conversions", "messages", "callbacks")
@@ -596,21 +597,4 @@ def prune_events(*, now: datetime | None = None, batch_size: int = PRUNE_BATCH) 
     state = RollupState.objects.filter(source="events").first()
     if state is None or not state.last_id:
         return 0
-    deleted = 0
-    organization_ids: list = [*Organization.objects.values_list("pk", flat=True), None]
-    for organization_id in organization_ids:
-        # One organization at a time, so each batch is a range of the (organization, occurred_at) index.
-        org_sql = "organization_id IS NULL" if organization_id is None else "organization_id = %s"
-        org_params = [] if organization_id is None else [uuid_param(organization_id)]
-        while True:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "DELETE FROM tracking_messageevent WHERE id IN (SELECT id FROM tracking_messageevent "
-                    f"WHERE {org_sql} AND occurred_at < %s AND id <= %s LIMIT %s)",
-                    [*org_params, datetime_param(cutoff), state.last_id, batch_size],
-                )
-                count = max(cursor.rowcount, 0)
-            deleted += count
-            if count < batch_size:
-                break
-    return deleted
+    return retention.events_prune(older_than=cutoff, up_to_id=state.last_id, batch_size=batch_size)

@@ -7,7 +7,8 @@ stale rows are left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -19,6 +20,8 @@ from django.utils import timezone
 from accounts.models import Organization
 from analytics import rollup
 from analytics.models import COUNTERS, TOTALS, AgentDailyStat, DailyStat, LinkDailyStat
+from campaigns.models import Campaign
+from campaigns.rates import rates
 
 FIELDS = (*COUNTERS, *TOTALS)
 # Grouping names callers pass in `by`, and the key each appears under in the result.
@@ -30,26 +33,38 @@ GROUP_KEYS = {
     "channel": "channel",
     "sending_domain": "sending_domain",
 }
+TOP_CAMPAIGNS = 10
+EXPORT_HEADER = ("date", "campaign_id", "campaign_name", "channel", *COUNTERS)
 
 
-def rates(counters: dict) -> dict[str, float]:
-    """Open, click, click-to-open, bounce and unsubscribe rates over sent - bounced (Mailchimp's base)."""
+@dataclass(frozen=True)
+class Scope:
+    """An organization and its days whose rollup rows are stale, read once for the several reports
+    of one page or response (finding the stale days costs a handful of queries)."""
 
-    def ratio(part, whole) -> float:
-        return round(part / whole, 4) if whole else 0.0
+    organization: Organization
+    stale_days: tuple[date, ...]
 
-    sent = counters.get("sent") or 0
-    bounced = counters.get("bounced") or 0
-    opened = counters.get("opened") or 0
-    clicked = counters.get("clicked") or 0
-    base = sent - bounced
-    return {
-        "open_rate": ratio(opened, base),
-        "click_rate": ratio(clicked, base),
-        "click_to_open_rate": ratio(clicked, opened),
-        "bounce_rate": ratio(bounced, sent),
-        "unsubscribe_rate": ratio(counters.get("unsubscribed") or 0, base),
-    }
+
+def scope_of(organization) -> Scope:
+    """The organization (or its id) with its stale days as of now."""
+    organization = _organization(organization)
+    return Scope(organization=organization, stale_days=tuple(rollup.stale_days(organization)))
+
+
+def _scope(organization_id, given: Scope | None) -> Scope:
+    if given is not None:
+        return given
+    if organization_id is None:
+        raise TypeError("Pass organization_id or scope.")
+    return scope_of(organization_id)
+
+
+def roi(revenue: Decimal, budget: Decimal | None) -> float | None:
+    """(revenue - budget) / budget rounded to 4 decimals; None without a budget (or a zero one)."""
+    if not budget:
+        return None
+    return round(float((revenue - budget) / budget), 4)
 
 
 def organization_today(organization: Organization) -> date:
@@ -100,22 +115,32 @@ def _sort_key(key: tuple) -> tuple:
     return tuple((value is None, value if value is not None else "") for value in key)
 
 
+def total(rows: Iterable[dict]) -> dict:
+    """Every counter of report rows added up (the one row `report(by=())` would give for them)."""
+    sums = _zero()
+    for row in rows:
+        _add(sums, row)
+    return sums
+
+
 def report(
     *,
-    organization_id,
+    organization_id=None,
+    scope: Scope | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
     campaign_id=None,
     by: tuple[str, ...] = (),
 ) -> list[dict]:
     """Sums of every counter over the organization's days in [date_from, date_to], grouped by `by`
-    (a subset of GROUP_KEYS); by=() gives exactly one row."""
+    (a subset of GROUP_KEYS); by=() gives exactly one row. Pass `scope` when reading several reports."""
     unknown = [name for name in by if name not in GROUP_KEYS]
     if unknown:
         raise ValueError(f"Cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_KEYS)}.")
-    organization = _organization(organization_id)
+    scope = _scope(organization_id, scope)
+    organization = scope.organization
     keys = [GROUP_KEYS[name] for name in dict.fromkeys(by)]
-    stale = _in_range(rollup.stale_days(organization), date_from, date_to)
+    stale = _in_range(scope.stale_days, date_from, date_to)
 
     rows = DailyStat.objects.filter(_date_filter(date_from, date_to), organization_id=organization.pk)
     if campaign_id is not None:
@@ -138,10 +163,18 @@ def report(
     return [dict(zip(keys, key, strict=True)) | groups[key] for key in sorted(groups, key=_sort_key)]
 
 
-def links(*, organization_id, campaign_id, date_from: date | None = None, date_to: date | None = None) -> list[dict]:
+def links(
+    *,
+    organization_id=None,
+    scope: Scope | None = None,
+    campaign_id,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> list[dict]:
     """Clicks and unique clicks per original URL of one campaign, most clicked first."""
-    organization = _organization(organization_id)
-    stale = _in_range(rollup.stale_days(organization), date_from, date_to)
+    scope = _scope(organization_id, scope)
+    organization = scope.organization
+    stale = _in_range(scope.stale_days, date_from, date_to)
     rows = LinkDailyStat.objects.filter(
         _date_filter(date_from, date_to), organization_id=organization.pk, campaign_id=campaign_id
     )
@@ -163,11 +196,12 @@ def links(*, organization_id, campaign_id, date_from: date | None = None, date_t
     return result
 
 
-def agents(*, organization_id, date_from: date, date_to: date) -> list[dict]:
+def agents(*, organization_id=None, scope: Scope | None = None, date_from: date, date_to: date) -> list[dict]:
     """Per agent: callbacks handled, first contacts and resolutions with their average times, SLA
     breaches; the busiest agent first."""
-    organization = _organization(organization_id)
-    stale = _in_range(rollup.stale_days(organization), date_from, date_to)
+    scope = _scope(organization_id, scope)
+    organization = scope.organization
+    stale = _in_range(scope.stale_days, date_from, date_to)
     rows = AgentDailyStat.objects.filter(_date_filter(date_from, date_to), organization_id=organization.pk)
     if stale:
         rows = rows.exclude(date__in=stale)
@@ -209,3 +243,76 @@ def agents(*, organization_id, date_from: date, date_to: date) -> list[dict]:
     ]
     result.sort(key=lambda row: (-row["handled"], -row["first_contacts"], row["agent_name"]))
     return result
+
+
+def top_campaigns(
+    *,
+    organization_id=None,
+    scope: Scope | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    limit: int = TOP_CAMPAIGNS,
+) -> list[dict]:
+    """The campaigns that sent most over [date_from, date_to] (ties by id), at most `limit`, as
+    {campaign_id, name, channel, kind, sequence_id, every counter, rates}. Campaigns deleted since (a draft
+    credited with a conversion) and conversions credited to no campaign are left out."""
+    scope = _scope(organization_id, scope)
+    rows = report(scope=scope, date_from=date_from, date_to=date_to, by=("campaign",))
+    ranked = sorted(
+        (row for row in rows if row.get("campaign_id") is not None),
+        key=lambda row: (-row["sent"], str(row["campaign_id"])),
+    )
+    campaigns = {
+        campaign["id"]: campaign
+        for campaign in Campaign.objects.filter(
+            organization_id=scope.organization.pk, pk__in=[row["campaign_id"] for row in ranked]
+        ).values("id", "name", "channel", "kind", "sequence__id")
+    }
+    top = []
+    for row in ranked:
+        campaign = campaigns.get(row["campaign_id"])
+        if campaign is None:
+            continue
+        top.append(
+            {
+                "campaign_id": campaign["id"],
+                "name": campaign["name"],
+                "channel": campaign["channel"],
+                "kind": campaign["kind"],
+                "sequence_id": campaign["sequence__id"],
+                **{name: row[name] for name in FIELDS},
+                "rates": rates(row),
+            }
+        )
+        if len(top) == limit:
+            break
+    return top
+
+
+def export_rows(*, organization_id=None, scope: Scope | None = None, date_from: date, date_to: date) -> Iterator[tuple]:
+    """The CSV export: EXPORT_HEADER, then one row per day and campaign with any activity (conversions
+    credited to no campaign on a row without one), by day then campaign id. The figures are read when
+    called; the rows are produced as they are iterated."""
+    scope = _scope(organization_id, scope)
+    rows = report(scope=scope, date_from=date_from, date_to=date_to, by=("date", "campaign"))
+    campaigns = {
+        campaign["id"]: campaign
+        for campaign in Campaign.objects.filter(
+            organization_id=scope.organization.pk, pk__in={row["campaign_id"] for row in rows} - {None}
+        ).values("id", "name", "channel")
+    }
+    rows.sort(key=lambda row: (row["date"], str(row["campaign_id"] or "")))
+
+    def lines() -> Iterator[tuple]:
+        yield EXPORT_HEADER
+        for row in rows:
+            campaign = campaigns.get(row["campaign_id"], {})
+            yield (
+                row["date"].isoformat(),
+                str(row["campaign_id"] or ""),
+                campaign.get("name", ""),
+                campaign.get("channel", ""),
+                *(f"{row[name]:.2f}" if name == "revenue" else row[name] for name in COUNTERS),
+            )
+
+    return lines()

@@ -29,8 +29,6 @@ from config import csvsafe
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
-TOP_CAMPAIGNS = 10
-EXPORT_HEADER = ("date", "campaign_id", "campaign_name", "channel", *COUNTERS)
 
 RANGE_PARAMETERS = [
     OpenApiParameter("from", OpenApiTypes.DATE, description="First day (default: 29 days before `to`)."),
@@ -157,34 +155,20 @@ class DashboardView(AnalyticsView):
     @extend_schema(parameters=RANGE_PARAMETERS, responses={200: DashboardSerializer})
     def get(self, request):
         date_from, date_to = self.date_range(request)
-        organization_id = request.organization.pk
-        span = {"organization_id": organization_id, "date_from": date_from, "date_to": date_to}
+        span = {"scope": selectors.scope_of(request.organization), "date_from": date_from, "date_to": date_to}
         days = selectors.report(**span, by=("date",))
         totals = _sums(days, lambda row: None).get(None, _counters(None))
-        per_campaign = [row for row in selectors.report(**span, by=("campaign",)) if row["campaign_id"] is not None]
-        campaigns = {
-            c["id"]: c
-            for c in Campaign.objects.filter(
-                organization_id=organization_id, pk__in=[row["campaign_id"] for row in per_campaign]
-            ).values("id", "name", "channel")
-        }
-        # A campaign deleted since (a draft credited with a conversion) has rollup rows but no name.
-        per_campaign = [row for row in per_campaign if row["campaign_id"] in campaigns]
-        per_campaign.sort(key=lambda row: (-row["sent"], str(row["campaign_id"])))
-        top_campaigns = []
-        for row in per_campaign[:TOP_CAMPAIGNS]:
-            campaign = campaigns[row["campaign_id"]]
-            rates = selectors.rates(row)
-            top_campaigns.append(
-                {
-                    "campaign_id": row["campaign_id"],
-                    "name": campaign["name"],
-                    "channel": campaign["channel"],
-                    **{name: row[name] for name in ("sent", "opened", "clicked", "conversions", "revenue")},
-                    "open_rate": rates["open_rate"],
-                    "click_rate": rates["click_rate"],
-                }
-            )
+        top_campaigns = [
+            {
+                "campaign_id": row["campaign_id"],
+                "name": row["name"],
+                "channel": row["channel"],
+                **{name: row[name] for name in ("sent", "opened", "clicked", "conversions", "revenue")},
+                "open_rate": row["rates"]["open_rate"],
+                "click_rate": row["rates"]["click_rate"],
+            }
+            for row in selectors.top_campaigns(**span)
+        ]
         body = {
             "from": date_from,
             "to": date_to,
@@ -205,12 +189,6 @@ def _sums(rows: list[dict[str, Any]], key) -> dict[Any, dict[str, Any]]:
     return sums
 
 
-def _roi(revenue: Decimal, budget: Decimal | None) -> float | None:
-    if not budget:
-        return None
-    return round(float((revenue - budget) / budget), 4)
-
-
 class CampaignAnalyticsView(AnalyticsView):
     """One campaign (or sequence's campaign): budget, revenue and ROI over its life; totals, days,
     variants, steps and links over the range. Another organization's campaign is a 404."""
@@ -222,14 +200,9 @@ class CampaignAnalyticsView(AnalyticsView):
     def get(self, request, pk=None):
         campaign = self.get_object()
         date_from, date_to = self.date_range(request)
-        organization_id = request.organization.pk
-        span = {
-            "organization_id": organization_id,
-            "campaign_id": campaign.pk,
-            "date_from": date_from,
-            "date_to": date_to,
-        }
-        [lifetime] = selectors.report(organization_id=organization_id, campaign_id=campaign.pk)
+        scope = selectors.scope_of(request.organization)
+        span = {"scope": scope, "campaign_id": campaign.pk, "date_from": date_from, "date_to": date_to}
+        [lifetime] = selectors.report(scope=scope, campaign_id=campaign.pk)
         # One read of the range, summed here per day, variant and step (a few hundred rows at most).
         rows = selectors.report(**span, by=("date", "variant", "step"))
         # A sequence's re-entries number their messages' steps past STEP_SPAN: the step is its order.
@@ -242,7 +215,7 @@ class CampaignAnalyticsView(AnalyticsView):
             "campaign": campaign.pk,
             "budget": campaign.budget,
             "revenue": revenue,
-            "roi": _roi(revenue, campaign.budget),
+            "roi": selectors.roi(revenue, campaign.budget),
             "totals": _totals(totals),
             "days": _every_day([{"date": day, **counters} for day, counters in per_day.items()], date_from, date_to),
             "variants": [
@@ -250,9 +223,7 @@ class CampaignAnalyticsView(AnalyticsView):
                 for variant in CampaignVariant.objects.filter(campaign=campaign).order_by("name")
             ],
             "steps": [{"step": step, "counters": counters} for step, counters in sorted(per_step.items())],
-            "links": selectors.links(
-                organization_id=organization_id, campaign_id=campaign.pk, date_from=date_from, date_to=date_to
-            ),
+            "links": selectors.links(scope=scope, campaign_id=campaign.pk, date_from=date_from, date_to=date_to),
         }
         return Response(CampaignAnalyticsSerializer(body).data)
 
@@ -275,32 +246,9 @@ class ExportView(AnalyticsView):
         if file_format != "csv":
             raise DRFValidationError({"format": ["Only csv is offered."]})
         date_from, date_to = self.date_range(request)
-        organization_id = request.organization.pk
-        rows = selectors.report(
-            organization_id=organization_id, date_from=date_from, date_to=date_to, by=("date", "campaign")
+        rows = selectors.export_rows(
+            scope=selectors.scope_of(request.organization), date_from=date_from, date_to=date_to
         )
-        campaigns = {
-            c["id"]: c
-            for c in Campaign.objects.filter(
-                organization_id=organization_id, pk__in={row["campaign_id"] for row in rows} - {None}
-            ).values("id", "name", "channel")
-        }
-        rows.sort(key=lambda row: (row["date"], str(row["campaign_id"] or "")))
-
-        def lines():
-            yield EXPORT_HEADER
-            for row in rows:
-                campaign = campaigns.get(row["campaign_id"], {})
-                counters = _counters(row)
-                counters["revenue"] = f"{counters['revenue']:.2f}"  # as the API writes it
-                yield (
-                    row["date"].isoformat(),
-                    str(row["campaign_id"] or ""),
-                    campaign.get("name", ""),
-                    campaign.get("channel", ""),
-                    *(counters[name] for name in COUNTERS),
-                )
-
-        response = StreamingHttpResponse(csvsafe.stream_rows(lines()), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(csvsafe.stream_rows(rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="analytics-{date_from}-{date_to}.csv"'
         return response

@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
@@ -91,6 +92,7 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
     fieldsets = [
         (None, {"fields": ["organization", "name", "channel", "template", "variables"]}),
         ("Audience", {"fields": ["audience"]}),
+        ("Cost", {"fields": ["budget"]}),
         ("Schedule and throttling", {"fields": ["schedule", "throttle", "sending_domains", "followup", "ab_test"]}),
         (
             "State",
@@ -142,7 +144,7 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
-        services.campaign_save(campaign=obj)
+        services.campaign_save(campaign=obj, by=request.user)
 
     @admin.display(description="Messages by status")
     def message_counts(self, obj):
@@ -194,6 +196,11 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
                 self.admin_site.admin_view(self.ab_winner_view),
                 name="campaigns_campaign_ab_winner",
             ),
+            path(
+                "<path:object_id>/budget/",
+                self.admin_site.admin_view(self.budget_view),
+                name="campaigns_campaign_budget",
+            ),
             *super().get_urls(),
         ]
 
@@ -206,7 +213,44 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
         extra = dict(extra_context or {})
         if campaign is not None and campaign.ab_test:
             extra["ab"] = _ab_panel(campaign, may_pick=self._may_run(request, campaign))
+        if campaign is not None:
+            extra["analytics"] = self._analytics_panel(request, campaign)
         return super().change_view(request, object_id, form_url, extra)
+
+    def _analytics_panel(self, request, campaign: Campaign) -> dict[str, Any]:
+        """What the page needs for the campaign's analytics (KPIs, rates, revenue, budget and ROI, the daily
+        chart, the links; rendered by the analytics app's `campaign_report` tag) once launched, with a form
+        for its budget (cost accounting, changed in any status); a note on a draft."""
+        if campaign.status == CampaignStatus.DRAFT:
+            return {"draft": True}
+        budget_url = None
+        if self._may_run(request, campaign):
+            budget_url = reverse("admin:campaigns_campaign_budget", args=[campaign.pk])
+        return {"campaign": campaign, "budget_url": budget_url}
+
+    def budget_view(self, request, object_id):
+        """POST `budget` (empty: unknown): set what the campaign cost, whatever its status."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            raise Http404("No campaign with this id.")
+        if not self._may_run(request, campaign):
+            raise PermissionDenied
+        page = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        form = BudgetForm(request.POST)
+        if not form.is_valid():
+            problems = " ".join(problem for problems in form.errors.values() for problem in problems)
+            self.message_user(request, f"{campaign.name}: budget: {problems}", messages.ERROR)
+            return HttpResponseRedirect(page)
+        try:
+            services.campaign_budget_set(campaign=campaign, budget=form.cleaned_data["budget"], by=request.user)
+        except ValidationError as exc:
+            self.message_user(request, f"{campaign.name}: {_describe(exc)}", messages.ERROR)
+        else:
+            shown = "not set" if campaign.budget is None else f"{campaign.budget:.2f}"
+            self.message_user(request, f"{campaign.name}: budget {shown}.", messages.SUCCESS)
+        return HttpResponseRedirect(page)
 
     def ab_winner_view(self, request, object_id):
         """POST: ask to confirm the picked variant; POST with `confirm`: decide through the service."""
@@ -246,6 +290,10 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
                 messages.SUCCESS,
             )
         return HttpResponseRedirect(page)
+
+
+class BudgetForm(forms.Form):
+    budget = forms.DecimalField(required=False, min_value=0, max_digits=14, decimal_places=2)
 
 
 AB_METRICS = {"open_rate": "open rate", "click_rate": "click rate"}

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from email.utils import formataddr, parseaddr
 from typing import Any
 
@@ -25,12 +26,13 @@ from campaigns.models import (
     SequenceStep,
     step_order,
 )
+from campaigns.rates import rates
 from templates_app import rendering
 from templates_app import selectors as template_selectors
 from templates_app.context import contact_context, message_context, organization_context
-from templates_app.models import TemplateVersion
+from templates_app.models import Channel, TemplateVersion
+from tracking import selectors as tracking_selectors
 from tracking import tokens
-from tracking.models import EventType, MessageEvent
 
 M = MessageStatus
 # A message counts in every stage it has passed: a clicked message was also delivered and opened.
@@ -47,9 +49,7 @@ REACHED = {
 
 
 def _kpis(messages) -> dict[str, Any]:
-    from analytics.selectors import rates
-
-    unsubscribed_by_event = Exists(MessageEvent.objects.filter(message_id=OuterRef("pk"), type=EventType.UNSUBSCRIBED))
+    unsubscribed_by_event = Exists(tracking_selectors.unsubscribe_events().filter(message_id=OuterRef("pk")))
     counts = messages.aggregate(
         planned=Count("id"),
         unsubscribed=Count("id", filter=Q(unsubscribed_by_event)),
@@ -60,7 +60,7 @@ def _kpis(messages) -> dict[str, Any]:
 
 def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     """Live figures from message statuses (unique per message; machine opens and clicks never move a
-    status) and unsubscribe events. Rates are over sent - bounced (analytics.selectors.rates), so they
+    status) and unsubscribe events. Rates are over sent - bounced (campaigns.rates), so they
     hold when a provider never reports delivery."""
     messages = Message.objects.filter(campaign=campaign)
     timeline = (
@@ -85,7 +85,71 @@ def campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         "timeline": list(timeline),
         "variants": variants,
         "ab_test": campaign_ab_state(campaign),
+        "cost": campaign_cost(campaign=campaign),
     }
+
+
+# --- cost of SMS and WhatsApp ------------------------------------------------------------------------
+#
+# An SMS costs the organization's price per segment times its segments, a WhatsApp template message
+# the price per message. Segments are counted once per template version, on the sample contact's
+# render (as the template shows them), and multiplied by the number of messages: never a render per
+# message. Email has no per-message price: its cost is null.
+
+COST_PLACES = Decimal("0.0001")
+
+
+def cost_figure(*, organization, channel: str, messages: int, segments: int) -> dict[str, Any] | None:
+    """`{amount, currency, segments}` for `messages` on `channel` that take `segments` SMS segments in
+    all (WhatsApp: one per message); amount null while the organization has no price for the channel."""
+    if channel == Channel.SMS:
+        price = organization.sms_segment_price
+    elif channel == Channel.WHATSAPP:
+        price, segments = organization.whatsapp_message_price, messages
+    else:
+        return None
+    amount = None if price is None else str((price * segments).quantize(COST_PLACES, rounding=ROUND_HALF_UP))
+    return {"amount": amount, "currency": organization.message_price_currency, "segments": segments}
+
+
+def version_segments(*, campaign: Campaign, version: TemplateVersion | None) -> int:
+    """SMS segments one message of this template version takes (0 without a version)."""
+    if version is None or campaign.channel != Channel.SMS:
+        return 0
+    info = template_selectors.sms_sample_info(
+        organization=campaign.organization,
+        source=template_selectors.version_source(version),
+        variables={**(version.variables or {}), **(campaign.variables or {})},
+    )
+    return info.segments
+
+
+def campaign_cost(*, campaign: Campaign) -> dict[str, Any] | None:
+    """What the campaign's messages sent so far cost: messages counted per step and variant in one
+    query, times the segments of that step's and variant's template version."""
+    if campaign.channel not in (Channel.SMS, Channel.WHATSAPP):
+        return None
+    groups = (
+        Message.objects.filter(REACHED["sent"], campaign=campaign)
+        .values("step", "variant_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    variants = {variant.pk: variant for variant in campaign.variants.select_related("template_version")}
+    messages = segments = 0
+    per_version: dict[Any, int] = {}
+    for row in groups:
+        messages += row["n"]
+        if campaign.channel != Channel.SMS:
+            continue
+        version = message_template_version(campaign=campaign, step=row["step"], variant=variants.get(row["variant_id"]))
+        key = version.pk if version is not None else None
+        if key not in per_version:
+            per_version[key] = version_segments(campaign=campaign, version=version)
+        segments += row["n"] * per_version[key]
+    return cost_figure(
+        organization=campaign.organization, channel=campaign.channel, messages=messages, segments=segments
+    )
 
 
 # --- senders and sending domains -------------------------------------------------------------------

@@ -449,7 +449,12 @@ class PhoneMessageProblem(ValueError):
 
 class _PhoneRenderer:
     """What the messages of an SMS or WhatsApp campaign (step, variant) share: the compiled template
-    version, and for WhatsApp the approved template's name and language."""
+    version, and for WhatsApp the approved template's name and language.
+
+    WhatsApp messages go out only as approved templates: a WhatsApp template without
+    `whatsapp_template_name` is refused on save and again at launch or activation (its snapshot), so
+    there is no free-form WhatsApp text, and Meta's 24-hour customer-service window (which only limits
+    free-form messages) never applies to campaigns or sequences."""
 
     def __init__(self, campaign: Campaign, step: int = 0, variant=None):
         base = campaign_selectors.message_render_base(campaign=campaign, step=step, variant=variant)

@@ -253,8 +253,8 @@ class EnrollResultSerializer(serializers.Serializer):
     enrolled = serializers.IntegerField()
     skipped = serializers.DictField(
         child=serializers.IntegerField(),
-        help_text="Contacts left out, by reason: unsubscribed, bounced, complained, suppressed, no_address, "
-        "already_enrolled, enrolled_before.",
+        help_text="Contacts left out, by reason: unsubscribed, bounced, complained, suppressed, no_email, "
+        "no_phone, invalid_phone, no_consent, already_enrolled, enrolled_before.",
     )
 
 

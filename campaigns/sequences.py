@@ -92,6 +92,8 @@ STATUS_STOPS = {
     ContactStatus.UNSUBSCRIBED: StopReason.UNSUBSCRIBED,
     ContactStatus.BOUNCED: StopReason.BOUNCED,
     ContactStatus.COMPLAINED: StopReason.COMPLAINED,
+    # The contact said no on the sequence's channel (an SMS STOP, a consent withdrawn).
+    "no_consent": StopReason.UNSUBSCRIBED,
 }
 
 

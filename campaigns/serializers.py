@@ -4,7 +4,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.tenancy import TenantRelatedField
-from campaigns.models import Campaign, CampaignVariant, Message, MessageStatus, SendingDomain
+from campaigns import services
+from campaigns.models import Campaign, CampaignStatus, CampaignVariant, Message, MessageStatus, SendingDomain
 from templates_app.models import MessageTemplate
 
 
@@ -78,6 +79,15 @@ class CampaignSerializer(serializers.ModelSerializer):
     def validate_recurrence(self, value):
         return value.strip()
 
+    def validate(self, attrs):
+        if self.instance is not None and self.instance.status != CampaignStatus.DRAFT:
+            # Variants are written beside the service's save, so a launched campaign's are refused here.
+            changed = [
+                name for name, value in attrs.items() if name == "variants" or getattr(self.instance, name) != value
+            ]
+            services.campaign_check_editable(campaign=self.instance, fields=changed)
+        return attrs
+
     def _check_object(self, value, name):
         if not isinstance(value, dict):
             raise serializers.ValidationError(f"{name} must be an object.")
@@ -108,6 +118,14 @@ class PerDomainSerializer(serializers.Serializer):
     verified = serializers.BooleanField(help_text="Whether the organization may send from it (checked at launch).")
 
 
+class CostSerializer(serializers.Serializer):
+    amount = serializers.CharField(
+        allow_null=True, help_text="Decimal string; null while the organization has no price for the channel."
+    )
+    currency = serializers.CharField(help_text="ISO 4217, the organization's message price currency.")
+    segments = serializers.IntegerField(help_text="SMS segments (WhatsApp: messages).")
+
+
 class DryRunSerializer(serializers.Serializer):
     recipients = serializers.IntegerField()
     excluded = serializers.DictField(child=serializers.IntegerField())
@@ -115,6 +133,10 @@ class DryRunSerializer(serializers.Serializer):
     last_send_at = serializers.DateTimeField(allow_null=True)
     per_day = serializers.ListField(child=serializers.DictField())
     per_domain = PerDomainSerializer(many=True)
+    estimated_cost = CostSerializer(
+        allow_null=True,
+        help_text="SMS and WhatsApp: recipients times segments per message times the price; null for email.",
+    )
 
 
 class MessageSerializer(serializers.ModelSerializer):
@@ -217,6 +239,9 @@ class StatsSerializer(serializers.Serializer):
     timeline = TimelineRowSerializer(many=True)
     variants = VariantStatsSerializer(many=True)
     ab_test = AbTestStateSerializer(allow_null=True, help_text="Null for a campaign without an A/B test.")
+    cost = CostSerializer(
+        allow_null=True, help_text="SMS and WhatsApp: what the messages sent so far cost; null for email."
+    )
 
 
 class TestSendSerializer(serializers.Serializer):

@@ -270,14 +270,72 @@ def campaign_check(*, campaign: Campaign) -> None:
         raise ValidationError(problems)
 
 
-def campaign_save(*, campaign: Campaign) -> Campaign:
-    """Create or change a campaign; only drafts can be changed."""
-    if campaign.pk and Campaign.objects.filter(pk=campaign.pk).exclude(status=S.DRAFT).exists():
-        raise ConflictError("Only a draft campaign can be edited.")
+# What a campaign says and to whom: fixed once it leaves draft.
+CONTENT_FIELDS = (
+    "organization_id",
+    "name",
+    "kind",
+    "channel",
+    "template_id",
+    "audience",
+    "schedule",
+    "throttle",
+    "sending_domains",
+    "followup",
+    "ab_test",
+    "variables",
+    "recurrence",
+)
+# Cost accounting, not content: changed in any status (the ROI follows it).
+ALWAYS_EDITABLE = frozenset({"budget"})
+
+
+def campaign_check_editable(*, campaign: Campaign, fields: Iterable[str]) -> None:
+    """Refuse (409) a change of `fields` unless the campaign is a draft or they are all ALWAYS_EDITABLE."""
+    if campaign.status != S.DRAFT and set(fields) - ALWAYS_EDITABLE:
+        raise ConflictError("Only a draft campaign can be edited; its budget can be changed at any time.")
+
+
+def campaign_save(*, campaign: Campaign, by: User | None = None) -> Campaign:
+    """Create or change a campaign; only drafts can be changed, except their budget (any status)."""
+    stored = Campaign.objects.filter(pk=campaign.pk).exclude(status=S.DRAFT).first() if campaign.pk else None
+    if stored is not None:
+        changed = [name for name in (*CONTENT_FIELDS, "budget") if getattr(stored, name) != getattr(campaign, name)]
+        campaign_check_editable(campaign=stored, fields=changed)
+        if changed:
+            campaign_budget_set(campaign=campaign, budget=campaign.budget, by=by)
+        return campaign
     campaign_check(campaign=campaign)
     campaign.sending_domains = [selectors.domain_normalize(domain) for domain in campaign.sending_domains or []]
     campaign.save()
     return campaign
+
+
+def campaign_budget_set(*, campaign: Campaign, budget, by: User | None = None) -> Campaign:
+    """Set what the campaign cost, in any status; only the budget is written. Raises ValidationError on
+    `budget` (negative, or more digits than it holds)."""
+    field = Campaign._meta.get_field("budget")
+    try:
+        budget = field.clean(budget, campaign)
+    except ValidationError as exc:
+        raise ValidationError({"budget": exc.messages}) from None
+    with transaction.atomic():
+        before = Campaign.objects.select_for_update().values_list("budget", flat=True).get(pk=campaign.pk)
+        campaign.budget, campaign.updated_at = budget, timezone.now()
+        Campaign.objects.filter(pk=campaign.pk).update(budget=budget, updated_at=campaign.updated_at)
+        if before != budget:
+            audit_record(
+                organization=campaign.organization_id,
+                by=by,
+                action="campaign.budget_changed",
+                obj=campaign,
+                changes={"before": {"budget": _money(before)}, "after": {"budget": _money(budget)}},
+            )
+    return campaign
+
+
+def _money(value) -> str | None:
+    return None if value is None else f"{value:.2f}"
 
 
 def campaign_delete(*, campaign: Campaign) -> None:
@@ -550,12 +608,19 @@ def messages_advance_status(*, message_ids: Iterable[int], to: int, from_statuse
     return changed
 
 
-def messages_skip_pending(*, contact_ids: Iterable[int], reason: str) -> int:
-    """Skip the contacts' messages not yet claimed for sending (planned, queued): nothing is sent to
-    someone who left, bounced or complained. Returns how many were skipped."""
-    return Message.objects.filter(
-        contact_id__in=list(contact_ids), status__in=[MessageStatus.PLANNED, MessageStatus.HELD, MessageStatus.QUEUED]
-    ).update(status=MessageStatus.SKIPPED, lease_until=None, last_error=reason)
+def messages_skip_pending(*, contact_ids: Iterable[int], reason: str, channel: str | None = None) -> int:
+    """Skip the contacts' messages not yet claimed for sending (planned, held, queued): nothing is sent to
+    someone who left, bounced or complained. With `channel`, only that channel's messages (a STOP by SMS
+    leaves email alone). Returns how many were skipped."""
+    contact_ids = list(contact_ids)
+    if not contact_ids:
+        return 0
+    pending = Message.objects.filter(
+        contact_id__in=contact_ids, status__in=[MessageStatus.PLANNED, MessageStatus.HELD, MessageStatus.QUEUED]
+    )
+    if channel is not None:
+        pending = pending.filter(campaign__channel=channel)
+    return pending.update(status=MessageStatus.SKIPPED, lease_until=None, last_error=reason)
 
 
 # --- expansion ---------------------------------------------------------------------------------------
@@ -839,7 +904,31 @@ def campaign_dry_run(*, campaign: Campaign) -> dict[str, Any]:
         summary.add(slot)
     result = {**summary.to_dict(), "excluded": audience.excluded()}
     result["per_domain"] = _with_senders(campaign, result["per_domain"])
+    result["estimated_cost"] = _estimated_cost(campaign, recipients=result["recipients"])
     return result
+
+
+def _estimated_cost(campaign: Campaign, *, recipients: int) -> dict[str, Any] | None:
+    """What the first step's messages would cost: recipients (split by the A/B weights) times the
+    segments of the template each gets (the launched version, else the template as it stands)."""
+
+    def segments_of(template, version) -> int:
+        if version is not None:
+            return selectors.version_segments(campaign=campaign, version=version)
+        return template.sms_segments if template is not None else 0
+
+    variants = list(campaign.variants.select_related("template", "template_version"))
+    segments = 0
+    if campaign.channel == Channel.SMS and variants:
+        total_weight = sum(variant.weight for variant in variants) or 1
+        for variant in variants:
+            share = round(recipients * variant.weight / total_weight)
+            segments += share * segments_of(variant.template, variant.template_version)
+    elif campaign.channel == Channel.SMS:
+        segments = recipients * segments_of(campaign.template, campaign.template_version)
+    return selectors.cost_figure(
+        organization=campaign.organization, channel=campaign.channel, messages=recipients, segments=segments
+    )
 
 
 def _with_senders(campaign: Campaign, per_domain: list[dict[str, Any]]) -> list[dict[str, Any]]:

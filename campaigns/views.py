@@ -43,7 +43,7 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
         for key, value in data.items():
             setattr(campaign, key, value)
         with transaction.atomic():
-            services.campaign_save(campaign=campaign)
+            services.campaign_save(campaign=campaign, by=self.request.user)
             if variants is not None:
                 campaign.variants.all().delete()
                 CampaignVariant.objects.bulk_create([CampaignVariant(campaign=campaign, **v) for v in variants])

@@ -15,6 +15,7 @@ from accounts.tenancy import Area, TenantModelAdmin
 from config import csvsafe
 from contacts import services
 from contacts.models import (
+    CONSENT_CHANNELS,
     Contact,
     ContactEvent,
     ContactList,
@@ -55,8 +56,30 @@ class ContactActionForm(ActionForm):
     contact_list = forms.ModelChoiceField(queryset=ContactList.objects.none(), required=False, label="List")
 
 
+CONSENT_CHOICES = [("", "No answer (follows the status)"), ("yes", "Yes"), ("no", "No")]
+CONSENT_VALUES = {"": None, "yes": True, "no": False}
+
+
+def _consent_field(channel: str) -> forms.ChoiceField:
+    return forms.ChoiceField(
+        label=f"{channel} consent", choices=CONSENT_CHOICES, required=False, help_text=f"Consent for {channel}."
+    )
+
+
 class ContactForm(forms.ModelForm):
-    """Fields are normalized by the same service code as the API (errors name the field)."""
+    """Fields are normalized by the same service code as the API (errors name the field). Consent is
+    one yes / no / no answer choice per channel."""
+
+    consent_email = _consent_field("Email")
+    consent_sms = _consent_field("SMS")
+    consent_whatsapp = _consent_field("WhatsApp")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        consent = (self.instance.consent if self.instance is not None else None) or {}
+        for channel in CONSENT_CHANNELS:
+            answer = consent.get(channel)
+            self.fields[f"consent_{channel}"].initial = "" if answer is None else ("yes" if answer else "no")
 
     class Meta:
         model = Contact
@@ -74,6 +97,9 @@ class ContactForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        cleaned["consent"] = {
+            channel: CONSENT_VALUES[cleaned.get(f"consent_{channel}") or ""] for channel in CONSENT_CHANNELS
+        }
         data = {key: cleaned[key] for key in services.CONTACT_FIELDS if key in cleaned}
         normalized = services.contact_normalize(data=data)  # ValidationError names the fields
         for key in data:

@@ -4,8 +4,13 @@ Audience = (on any of the lists) or (carries any of the tags) or (matches the se
 minus contacts that cannot or may not be messaged, each counted under the first
 reason that applies, in this order:
 
-    no_address            no email address (email) / no phone number (sms, whatsapp)
-    unsubscribed, bounced, complained   the contact's status
+    no_email              email: no email address
+    no_phone              sms, whatsapp: no phone number
+    invalid_phone         sms, whatsapp: a phone number that is not E.164
+    unsubscribed, bounced, complained   the contact's status (sms, whatsapp: only without an
+                          answer for the channel in `consent`)
+    no_consent            consent.<channel> is false; or, for sms and whatsapp when the organization
+                          requires explicit consent, there is no answer for the channel
     suppressed            the address, number or email domain is on the suppression list
     excluded_tag          carries one of the exclude tags
     recently_contacted    messaged within the last `exclude_recent_days` days
@@ -26,6 +31,7 @@ from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
 
+from accounts.models import Organization
 from contacts.models import (
     Contact,
     ContactList,
@@ -39,10 +45,13 @@ from contacts.models import (
 from contacts.segments import SegmentRuleError, compile_rules
 
 EXCLUSION_ORDER = [
-    "no_address",
+    "no_email",
+    "no_phone",
+    "invalid_phone",
     ContactStatus.UNSUBSCRIBED.value,
     ContactStatus.BOUNCED.value,
     ContactStatus.COMPLAINED.value,
+    "no_consent",
     "suppressed",
     "excluded_tag",
     "recently_contacted",
@@ -195,21 +204,46 @@ def _tag_links(organization_id, names: list[str], links: dict) -> QuerySet:
     return ContactTag.objects.filter(contact_id=OuterRef("pk"), tag_id__in=tag_ids, **links)
 
 
+# What a phone number must look like to be sent to: E.164 (normalize_phone stores nothing else, but
+# rows written before that rule, or by hand in the database, may hold anything).
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+
+
+def _consent_refused(channel: str) -> Q:
+    """The contact said no to `channel` (consent.<channel> is false)."""
+    return Q(**{f"consent__{channel}": False})
+
+
+def _consent_missing(channel: str) -> Q:
+    """The contact gave no answer for `channel`."""
+    return ~Q(consent__has_key=channel)
+
+
 def _exclusion_reason(organization_id, spec: AudienceSpec, channel: str, now: datetime, links: dict) -> Case:
     suppressions = Suppression.objects.filter(organization_id=organization_id)
+    statuses = (ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED, ContactStatus.COMPLAINED)
     if channel == "email":
-        no_address = Q(email__isnull=True) | Q(email="")
+        # The status is the email address's own state (an unsubscribe link, a bounce, a complaint),
+        # and consent.email false excludes as well.
+        whens = [When(Q(email__isnull=True) | Q(email=""), then=Value("no_email"))]
+        whens += [When(status=status, then=Value(status)) for status in statuses]
+        whens.append(When(_consent_refused("email"), then=Value("no_consent")))
         suppressed = Exists(suppressions.filter(kind="email", value=OuterRef("email"))) | Exists(
             suppressions.filter(kind="domain", value=OuterRef("email_domain"))
         )
     else:
-        no_address = Q(phone__isnull=True) | Q(phone="")
+        # SMS and WhatsApp: an answer for the channel decides; without one the contact follows their
+        # status, unless the organization requires explicit consent (read in the same statement).
+        explicit = Exists(Organization.objects.filter(pk=organization_id, require_explicit_consent=True))
+        missing = _consent_missing(channel)
+        whens = [
+            When(Q(phone__isnull=True) | Q(phone=""), then=Value("no_phone")),
+            When(~Q(phone__regex=E164_PATTERN), then=Value("invalid_phone")),
+            When(_consent_refused(channel), then=Value("no_consent")),
+            When(missing & Q(explicit), then=Value("no_consent")),
+        ]
+        whens += [When(missing & Q(status=status), then=Value(status)) for status in statuses]
         suppressed = Exists(suppressions.filter(kind="phone", value=OuterRef("phone")))
-    whens = [When(no_address, then=Value("no_address"))]
-    whens += [
-        When(status=status, then=Value(status))
-        for status in (ContactStatus.UNSUBSCRIBED, ContactStatus.BOUNCED, ContactStatus.COMPLAINED)
-    ]
     whens.append(When(suppressed, then=Value("suppressed")))
     if spec.exclude_tags:
         whens.append(When(Exists(_tag_links(organization_id, spec.exclude_tags, links)), then=Value("excluded_tag")))

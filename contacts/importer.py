@@ -20,10 +20,16 @@ Every wait between the reader and the writer is bounded by IMPORT_STALL_SECONDS:
 side that hears nothing from the other for that long fails the job, so an import can
 never hold a worker.
 
-Columns: email (required), phone, first_name, last_name, tags (separated by `;`),
-timezone, locale; common spellings are recognised (E-mail, First Name, mobile, ...).
-Every other column becomes a contact attribute; numbers and true/false are stored
-typed, numbers with leading zeros stay text. Empty cells never overwrite data.
+Columns: email and phone (a file needs one of them, a row at least one), first_name,
+last_name, tags (separated by `;`), timezone, locale, and consent_email, consent_sms,
+consent_whatsapp (yes/no, true/false, 1/0); common spellings are recognised (E-mail,
+First Name, mobile, ...). Every other column becomes a contact attribute; numbers and
+true/false are stored typed, numbers with leading zeros stay text. Empty cells never
+overwrite data.
+
+A row with an email address is matched to a contact by that address. A row with a phone
+number and no email address (a phone-only contact) is matched to the organization's
+contact with that number, or creates one; within a file such rows are told apart by number.
 """
 
 from __future__ import annotations
@@ -81,7 +87,12 @@ FIELD_ALIASES = {
     "tags": {"tags", "tag"},
     "timezone": {"timezone", "time_zone", "tz"},
     "locale": {"locale", "language", "lang"},
+    "consent_email": {"consent_email", "email_consent"},
+    "consent_sms": {"consent_sms", "sms_consent"},
+    "consent_whatsapp": {"consent_whatsapp", "whatsapp_consent"},
 }
+CONSENT_COLUMNS = (("email", "consent_email"), ("sms", "consent_sms"), ("whatsapp", "consent_whatsapp"))
+CONSENT_ANSWERS = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
 _ALIAS_TO_FIELD = {alias: name for name, aliases in FIELD_ALIASES.items() for alias in aliases}
 STAGE_COLUMNS = [
     "line",
@@ -94,12 +105,13 @@ STAGE_COLUMNS = [
     "timezone",
     "locale",
     "attributes",
+    "consent",
 ]
 
 
 CONTACT_INSERT_COLUMNS = (
     "organization_id, public_id, email, email_domain, phone, first_name, last_name, timezone, "
-    "locale, attributes, status, consent_source, consent_at, created_at, updated_at"
+    "locale, attributes, consent, status, consent_source, consent_at, created_at, updated_at"
 )
 
 
@@ -197,9 +209,11 @@ def map_columns(header: list[str]) -> ColumnMap:
             fields[target] = index
         else:
             attributes.append((key[:64], index))
-    if "email" not in fields:
+    if "email" not in fields and "phone" not in fields:
         shown = ", ".join(h.strip() for h in header[:10]) or "(nothing)"
-        raise ImportFailure(f"No email column. The header row has: {shown}. Name one column 'email'.")
+        raise ImportFailure(
+            f"No email or phone column. The header row has: {shown}. Name one column 'email' (or 'phone')."
+        )
     return ColumnMap(fields=fields, attributes=attributes, width=len(header))
 
 
@@ -379,9 +393,19 @@ def parse_row(cells: list[str], columns: ColumnMap) -> tuple[tuple, list[str]]:
     # Pad so every mapped column exists; a missing field points at the last, empty cell.
     padded = cells[:width] + [""] * (width - len(cells) + 1)
     at = columns.at
-    email = normalize_email(padded[at["email"]])
+    email_text = padded[at["email"]].strip()
+    email = normalize_email(email_text) if email_text else None
     phone_text = padded[at["phone"]].strip()
     phone = normalize_phone(phone_text) if phone_text else None
+    if email is None and phone is None:
+        raise InvalidValue("email and phone are both missing; a contact needs one of them")
+    consent = {}
+    for channel, column in CONSENT_COLUMNS:
+        answer = padded[at[column]].strip()
+        if answer:
+            if answer.lower() not in CONSENT_ANSWERS:
+                raise InvalidValue(f"{column}: {answer[:20]!r} is not yes/no, true/false or 1/0")
+            consent[channel] = CONSENT_ANSWERS[answer.lower()]
     timezone_text = padded[at["timezone"]].strip()
     tz = normalize_timezone(timezone_text) if timezone_text else ""
     attributes = {}
@@ -393,15 +417,27 @@ def parse_row(cells: list[str], columns: ColumnMap) -> tuple[tuple, list[str]]:
     tags = [t.strip()[:100] for t in tags_text.split(";") if t.strip()] if tags_text else []
     row = (
         email,
-        email.rpartition("@")[2],
+        email.rpartition("@")[2] if email else "",
         phone,
         padded[at["first_name"]].strip()[:150],
         padded[at["last_name"]].strip()[:150],
         tz,
         padded[at["locale"]].strip()[:16],
         _json_text(attributes) if attributes else "{}",
+        _json_text(consent) if consent else "{}",
     )
     return row, tags
+
+
+def row_address(row: tuple) -> str:
+    """What tells a parsed row's contact apart within a file: the email address, else the phone
+    number (`tel:` + E.164, which no email address can be)."""
+    return row[0] if row[0] is not None else "tel:" + row[2]
+
+
+def _duplicate_reason(first: int, address: str) -> str:
+    same = "same phone number" if address.startswith("tel:") else "same email address"
+    return f"duplicate of line {first} ({same})"
 
 
 # --- the database side ------------------------------------------------------------------
@@ -415,6 +451,7 @@ class Chunk:
     tag_rows: list[tuple] = field(default_factory=list)  # (line, lower-cased tag name)
     tag_names: dict[str, str] = field(default_factory=dict)  # lower-cased -> as written
     errors: list[tuple[int, str]] = field(default_factory=list)
+    phone_only: int = 0  # rows without an email address
     rows_copy: bytes | None = None
     tags_copy: bytes | None = None
 
@@ -470,6 +507,9 @@ class _Abort(Exception):
     """The reader gave up (bad file, stall): roll the import back."""
 
 
+# row_address() in SQL, over a staged row `n`.
+ADDRESS_SQL = "COALESCE(n.email, 'tel:' || n.phone)"
+
 _DONE = object()
 _ABORT = object()
 
@@ -486,7 +526,7 @@ class ChunkWriter:
     def __init__(self, job: ImportJob):
         suffix = job.id.hex
         self.job = job
-        self.stage = f"import_stage_{suffix}"  # every accepted row, one per address
+        self.stage = f"import_stage_{suffix}"  # every accepted row, one per address (row_address)
         self.incoming = f"import_in_{suffix}"  # the current chunk
         self.incoming_tags = f"import_in_tags_{suffix}"
         self.chunk_ids = f"import_ids_{suffix}"  # contact ids of the current chunk
@@ -531,15 +571,15 @@ class ChunkWriter:
             connection.connection.create_function("cc_sha256", 1, address_hash, deterministic=True)
         columns = (
             "line integer, public_id uuid, email text, email_domain text, phone text, "
-            "first_name text, last_name text, timezone text, locale text, attributes text"
+            "first_name text, last_name text, timezone text, locale text, attributes text, consent text"
         )
         with connection.cursor() as cursor:
             self._drop(cursor)
-            cursor.execute(f"CREATE TEMPORARY TABLE {self.stage} (email text PRIMARY KEY, line integer NOT NULL)")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.stage} (address text PRIMARY KEY, line integer NOT NULL)")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.incoming} ({columns})")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.accepted} (line integer PRIMARY KEY)")
             cursor.execute(f"CREATE TEMPORARY TABLE {self.incoming_tags} (line integer, tag text)")
-            cursor.execute(f"CREATE TEMPORARY TABLE {self.chunk_ids} (id bigint, email text, inserted boolean)")
+            cursor.execute(f"CREATE TEMPORARY TABLE {self.chunk_ids} (id bigint, address text, inserted boolean)")
         # The organization's first contacts: every row of the file is new unless someone else adds it meanwhile.
         self.first_contacts = not Contact.objects.filter(organization_id=self.job.organization_id).exists()
         tags = _ensure_tags(self.job.organization_id, {name: name for name in self.job.tag_names})
@@ -581,7 +621,8 @@ class ChunkWriter:
             # repeats of earlier chunks. Every statement reads the chunk's own tables and reaches
             # `stage` only through its primary key, so a chunk costs the same at any point in the file.
             stage_insert = (
-                f"INSERT INTO {s} (email, line) SELECT email, line FROM {i} WHERE true ON CONFLICT (email) DO NOTHING"
+                f"INSERT INTO {s} (address, line) SELECT {ADDRESS_SQL}, line FROM {i} n WHERE true "
+                "ON CONFLICT (address) DO NOTHING"
             )
             if self.vendor == "postgresql":
                 cursor.execute(
@@ -593,8 +634,8 @@ class ChunkWriter:
             cursor.execute(
                 f"""
                 INSERT INTO contacts_importrowerror (job_id, line, reason)
-                SELECT %s, n.line, 'duplicate of line ' || (SELECT s.line FROM {s} s WHERE s.email = n.email)
-                       || ' (same email address)'
+                SELECT %s, n.line, 'duplicate of line ' || (SELECT s.line FROM {s} s WHERE s.address = {ADDRESS_SQL})
+                       || CASE WHEN n.email IS NULL THEN ' (same phone number)' ELSE ' (same email address)' END
                 FROM {i} n WHERE NOT EXISTS (SELECT 1 FROM {acc} a WHERE a.line = n.line)
                 """,
                 [p(self.job.pk)],
@@ -602,25 +643,27 @@ class ChunkWriter:
             duplicates = max(cursor.rowcount, 0)
             self.totals.failed += duplicates
             accepted = f"{i} n JOIN {acc} a ON a.line = n.line WHERE true"
-            upsert = self._upsert_sql(accepted)
+            upsert = self._upsert_sql(f"{accepted} AND n.email IS NOT NULL")
             upsert_params = [org, self.consent, p(self.now), p(self.now), p(self.now)]
             if self.vendor == "postgresql":
                 if not (self.first_contacts and self._insert_new(cursor, upsert_params)):
                     # One pass: the upsert hands back each contact's id and whether it was new (xmax = 0).
                     cursor.execute(
                         f"WITH up AS ({upsert} RETURNING id, email, (xmax = 0) AS inserted) "
-                        f"INSERT INTO {ids} (id, email, inserted) SELECT id, email, inserted FROM up",
+                        f"INSERT INTO {ids} (id, address, inserted) SELECT id, email, inserted FROM up",
                         upsert_params,
                     )
             else:
                 cursor.execute(upsert, upsert_params)
                 # Rows this upsert inserted carry its timestamp; updated ones keep their created_at.
                 cursor.execute(
-                    f"INSERT INTO {ids} (id, email, inserted) SELECT c.id, c.email, c.created_at = %s FROM {i} n "
+                    f"INSERT INTO {ids} (id, address, inserted) SELECT c.id, c.email, c.created_at = %s FROM {i} n "
                     f"JOIN {acc} a ON a.line = n.line "
                     "JOIN contacts_contact c ON c.organization_id = %s AND c.email = n.email",
                     [p(self.now), org],
                 )
+            if chunk.phone_only:
+                self._write_phone_only(cursor, upsert_params)
             cursor.execute(f"SELECT count(*), count(*) FILTER (WHERE inserted) FROM {ids}")
             upserted, created = cursor.fetchone()
             self.totals.created += created
@@ -661,7 +704,8 @@ class ChunkWriter:
         return f"""
             INSERT INTO contacts_contact ({CONTACT_INSERT_COLUMNS})
             SELECT %s, n.public_id, n.email, n.email_domain, n.phone, n.first_name, n.last_name,
-                   n.timezone, n.locale, {self._json("n.attributes")}, 'subscribed', %s, %s, %s, %s
+                   n.timezone, n.locale, {self._json("n.attributes")}, {self._json("n.consent")}, 'subscribed',
+                   %s, %s, %s, %s
             FROM {rows}
         """
 
@@ -678,9 +722,54 @@ class ChunkWriter:
                 timezone = CASE WHEN excluded.timezone <> '' THEN excluded.timezone
                                 ELSE contacts_contact.timezone END,
                 locale = CASE WHEN excluded.locale <> '' THEN excluded.locale ELSE contacts_contact.locale END,
-                attributes = {self._json_merge},
+                attributes = {self._json_merge("attributes", "excluded.attributes")},
+                consent = {self._json_merge("consent", "excluded.consent")},
                 updated_at = excluded.updated_at
         """
+
+    def _write_phone_only(self, cursor, params: list) -> None:
+        """The chunk's accepted rows without an email address: each updates the organization's contact
+        with that number (the first one, should several share it) or creates a contact. Their ids go to
+        `chunk_ids` under the row's address (`tel:` + number), like the email rows' upsert."""
+        p = self.param
+        i, acc, ids = self.incoming, self.accepted, self.chunk_ids
+        org = p(self.job.organization_id)
+        rows = f"{i} n JOIN {acc} a ON a.line = n.line WHERE n.email IS NULL"
+        same_number = "c.organization_id = %s AND c.phone = n.phone AND c.erased_at IS NULL"
+        cursor.execute(
+            f"""
+            INSERT INTO {ids} (id, address, inserted)
+            SELECT (SELECT min(c.id) FROM contacts_contact c WHERE {same_number}), {ADDRESS_SQL}, false
+            FROM {rows} AND EXISTS (SELECT 1 FROM contacts_contact c WHERE {same_number})
+            """,
+            [org, org],
+        )
+        if cursor.rowcount:
+            cursor.execute(
+                f"""
+                UPDATE contacts_contact SET
+                    first_name = CASE WHEN n.first_name <> '' THEN n.first_name ELSE contacts_contact.first_name END,
+                    last_name = CASE WHEN n.last_name <> '' THEN n.last_name ELSE contacts_contact.last_name END,
+                    timezone = CASE WHEN n.timezone <> '' THEN n.timezone ELSE contacts_contact.timezone END,
+                    locale = CASE WHEN n.locale <> '' THEN n.locale ELSE contacts_contact.locale END,
+                    attributes = {self._json_merge("attributes", self._json("n.attributes"))},
+                    consent = {self._json_merge("consent", self._json("n.consent"))},
+                    updated_at = %s
+                FROM {i} n JOIN {ids} x ON x.address = {ADDRESS_SQL} AND NOT x.inserted
+                WHERE n.email IS NULL AND contacts_contact.id = x.id
+                """,
+                [p(self.now)],
+            )
+        insert = self._insert_sql(f"{rows} AND NOT EXISTS (SELECT 1 FROM {ids} x WHERE x.address = {ADDRESS_SQL})")
+        if self.vendor == "postgresql":
+            cursor.execute(
+                f"WITH ins AS ({insert} RETURNING id, phone) "
+                f"INSERT INTO {ids} (id, address, inserted) SELECT id, 'tel:' || phone, true FROM ins",
+                params,
+            )
+        else:
+            cursor.execute(f"{insert} RETURNING id, 'tel:' || phone", params)
+            cursor.executemany(f"INSERT INTO {ids} (id, address, inserted) VALUES (%s, %s, true)", cursor.fetchall())
 
     def _insert_new(self, cursor, params: list) -> bool:
         """PostgreSQL, importing into an organization that had no contacts: the chunk's contacts are all
@@ -690,9 +779,10 @@ class ChunkWriter:
         i, acc, ids = self.incoming, self.accepted, self.chunk_ids
         try:
             with transaction.atomic():
+                rows = f"{i} n JOIN {acc} a ON a.line = n.line WHERE n.email IS NOT NULL"
                 cursor.execute(
-                    f"WITH ins AS ({self._insert_sql(f'{i} n JOIN {acc} a ON a.line = n.line')} RETURNING id, email) "
-                    f"INSERT INTO {ids} (id, email, inserted) SELECT id, email, true FROM ins",
+                    f"WITH ins AS ({self._insert_sql(rows)} RETURNING id, email) "
+                    f"INSERT INTO {ids} (id, address, inserted) SELECT id, email, true FROM ins",
                     params,
                 )
         except IntegrityError:
@@ -762,7 +852,7 @@ class ChunkWriter:
                 f"SELECT x.id AS contact_id, x.inserted, m.tag_id AS tag_id FROM {self.incoming_tags} t "
                 f"JOIN {self.accepted} a ON a.line = t.line "
                 f"JOIN {self.incoming} n ON n.line = t.line "
-                f"JOIN {self.chunk_ids} x ON x.email = n.email "
+                f"JOIN {self.chunk_ids} x ON x.address = {ADDRESS_SQL} "
                 f"JOIN {self._values('m', ['name', 'tag_id'], len(named))} ON m.name = t.tag"
             )
             params += [item for key, tag_id in named.items() for item in (key, p(tag_id))]
@@ -853,11 +943,11 @@ class ChunkWriter:
     def _json(self, column: str) -> str:
         return f"{column}::jsonb" if self.vendor == "postgresql" else f"json({column})"
 
-    @property
-    def _json_merge(self) -> str:
+    def _json_merge(self, column: str, changes: str) -> str:
+        """SQL for the contact's JSON `column` with the keys of `changes` (an SQL expression) replaced."""
         if self.vendor == "postgresql":
-            return "contacts_contact.attributes || excluded.attributes"
-        return "json_patch(contacts_contact.attributes, excluded.attributes)"
+            return f"contacts_contact.{column} || {changes}"
+        return f"json_patch(contacts_contact.{column}, {changes})"
 
 
 def _ensure_tags(organization_id, names: dict[str, str]) -> dict[str, uuid.UUID]:
@@ -895,10 +985,12 @@ def read_chunks(job: ImportJob, stream: BinaryIO) -> Iterator[Chunk]:
         except InvalidValue as exc:
             chunk.errors.append((line, str(exc)))
         else:
-            first = first_lines.setdefault(row[0], line)
+            address = row_address(row)
+            first = first_lines.setdefault(address, line)
             if first != line:
-                chunk.errors.append((line, f"duplicate of line {first} (same email address)"))
+                chunk.errors.append((line, _duplicate_reason(first, address)))
                 continue
+            chunk.phone_only += row[0] is None
             chunk.rows.append((line, None, *row))  # public_id: given per chunk below, used only for new contacts
             for key, tag in {tag.lower(): tag for tag in reversed(tags)}.items():  # "vip;VIP" is one tag
                 chunk.tag_names.setdefault(key, tag)

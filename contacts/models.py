@@ -48,6 +48,20 @@ class ContactStatus(models.TextChoices):
     COMPLAINED = "complained", "Complained"
 
 
+CONSENT_CHANNELS = ("email", "sms", "whatsapp")
+
+
+def check_consent(value) -> None:
+    """Consent is an object of channel -> boolean; a channel left out follows the contact's status."""
+    if not isinstance(value, dict):
+        raise ValidationError("Must be an object.", code="invalid")
+    for key, answer in value.items():
+        if key not in CONSENT_CHANNELS:
+            raise ValidationError(f"{key!r} is not a channel (use {', '.join(CONSENT_CHANNELS)}).", code="invalid")
+        if not isinstance(answer, bool):
+            raise ValidationError(f"The answer for {key} must be true or false.", code="invalid")
+
+
 class ContactQuerySet(models.QuerySet):
     def for_organization(self, organization):
         return self.filter(organization=organization)
@@ -74,6 +88,14 @@ class Contact(TenantModel):
     locale = models.CharField(max_length=16, blank=True, default="")
     attributes = models.JSONField(default=dict, blank=True, validators=[check_json])
     status = models.CharField(max_length=16, choices=ContactStatus.choices, default=ContactStatus.SUBSCRIBED)
+    # A database default as well, so set-based inserts that leave the column out get an empty object.
+    consent = models.JSONField(
+        default=dict,
+        db_default=models.Value({}, output_field=models.JSONField()),
+        blank=True,
+        validators=[check_consent],
+        help_text='Consent per channel, e.g. {"sms": true}; a channel left out follows status.',
+    )
     consent_source = models.CharField(max_length=100, blank=True, default="")
     consent_at = models.DateTimeField(null=True, blank=True)
     consent_ip = models.GenericIPAddressField(null=True, blank=True)

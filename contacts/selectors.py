@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from contacts.models import Contact, ContactEvent, ContactTag, ListMembership, Segment
+from contacts.models import CONSENT_CHANNELS, Contact, ContactEvent, ContactTag, ListMembership, Segment
 from contacts.segments import compile_rules
 
 
@@ -52,6 +52,8 @@ def contact_export_data(*, contact: Contact) -> dict[str, Any]:
             "source": contact.consent_source,
             "at": contact.consent_at.isoformat() if contact.consent_at else None,
             "ip": contact.consent_ip,
+            # Per channel: true, false, or null (no answer: the contact's status decides).
+            "channels": {channel: (contact.consent or {}).get(channel) for channel in CONSENT_CHANNELS},
         },
         "last_contacted_at": contact.last_contacted_at.isoformat() if contact.last_contacted_at else None,
         "created_at": contact.created_at.isoformat(),

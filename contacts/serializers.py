@@ -8,6 +8,7 @@ from accounts.tenancy import TenantRelatedField
 from config.validation import BoundedDateTimeField, BoundedJSONField
 from contacts import hooks
 from contacts.models import (
+    CONSENT_CHANNELS,
     EVENT_NAME_HELP,
     EVENT_NAME_PATTERN,
     SEGMENT_RULES_MAX_KEYS,
@@ -22,6 +23,7 @@ from contacts.models import (
     Tag,
     validate_event_name,
 )
+from contacts.services import consent_clean
 
 MAX_IDS_PER_CALL = 10_000
 
@@ -42,8 +44,30 @@ class TagNamesField(serializers.ListField):
         return sorted(link.tag.name for link in instance.tag_links.all())
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "properties": {channel: {"type": "boolean", "nullable": True} for channel in CONSENT_CHANNELS},
+        "additionalProperties": False,
+    }
+)
+class ConsentField(serializers.Field):
+    """Consent per channel: `{email, sms, whatsapp}`, each true, false or null (no answer: the channel
+    follows the contact's status, unless the organization requires explicit SMS/WhatsApp consent).
+    Writing changes the channels given and keeps the others; null clears an answer."""
+
+    def to_representation(self, value):
+        return {channel: (value or {}).get(channel) for channel in CONSENT_CHANNELS}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be an object of channel: true or false.")
+        return data
+
+
 class ContactSerializer(serializers.ModelSerializer):
-    """A contact. `tags` are names; writing them replaces the contact's tags."""
+    """A contact. `tags` are names; writing them replaces the contact's tags. A contact needs an
+    email address or a phone number (or both)."""
 
     id = serializers.UUIDField(source="public_id", read_only=True)
     email = serializers.CharField(max_length=254, required=False, allow_null=True, allow_blank=True)
@@ -51,6 +75,7 @@ class ContactSerializer(serializers.ModelSerializer):
     tags = TagNamesField(required=False, max_length=200)
     status = serializers.ChoiceField(choices=ContactStatus.choices, required=False)
     attributes = BoundedJSONField(required=False)
+    consent = ConsentField(required=False)
 
     class Meta:
         model = Contact
@@ -65,6 +90,7 @@ class ContactSerializer(serializers.ModelSerializer):
             "attributes",
             "tags",
             "status",
+            "consent",
             "consent_source",
             "consent_at",
             "last_contacted_at",
@@ -77,6 +103,13 @@ class ContactSerializer(serializers.ModelSerializer):
         if not isinstance(value, dict):
             raise serializers.ValidationError("Must be an object.")
         return value
+
+    def validate(self, attrs):
+        if "consent" in attrs:
+            _consent, problems = consent_clean(attrs["consent"])
+            if problems:
+                raise serializers.ValidationError(problems)
+        return attrs
 
 
 class ContactListSerializer(serializers.ModelSerializer):
@@ -170,7 +203,7 @@ class EventAcceptedSerializer(serializers.Serializer):
 
 
 class ImportUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="CSV with a header row; an email column is required.")
+    file = serializers.FileField(help_text="CSV with a header row and an email or a phone column (or both).")
     tags = serializers.CharField(required=False, allow_blank=True, help_text="Tags for every contact, comma-separated.")
     list = TenantRelatedField(queryset=ContactList.objects.all(), required=False, allow_null=True)
     event = serializers.CharField(

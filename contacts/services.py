@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, Func, JSONField, QuerySet, Value
 from django.db.models.functions import Lower
 from django.db.models.lookups import In
 from django.utils import timezone
@@ -19,6 +19,7 @@ from accounts.models import Organization, User
 from config.errors import ConflictError
 from contacts import hooks, selectors
 from contacts.models import (
+    CONSENT_CHANNELS,
     Contact,
     ContactEvent,
     ContactList,
@@ -45,7 +46,17 @@ from contacts.segments import SegmentRuleError, compile_rules
 
 logger = logging.getLogger(__name__)
 
-CONTACT_FIELDS = ("email", "phone", "first_name", "last_name", "timezone", "locale", "attributes", "status")
+CONTACT_FIELDS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "locale",
+    "attributes",
+    "status",
+    "consent",
+)
 
 
 # --- tags ---------------------------------------------------------------------------------
@@ -156,6 +167,11 @@ def _clean_contact_data(data: dict[str, Any]) -> dict[str, Any]:
                 if not isinstance(value, dict):
                     raise InvalidValue("must be an object")
                 cleaned["attributes"] = value
+            elif key == "consent":
+                consent, problems = consent_clean(value)
+                errors.update(problems)
+                if not problems:
+                    cleaned["consent"] = consent
             elif key == "status":
                 if value not in ContactStatus.values:
                     raise InvalidValue(f"{value!r} is not a valid status")
@@ -167,6 +183,29 @@ def _clean_contact_data(data: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def consent_clean(value: Any) -> tuple[dict[str, bool | None], dict[str, list[str]]]:
+    """Consent answers by channel ({"sms": true, ...}) and the problems, keyed `consent.<channel>`.
+
+    None for a channel clears its answer (it follows the contact's status again)."""
+    if not isinstance(value, dict):
+        return {}, {"consent": ["Must be an object of channel: true or false."]}
+    consent: dict[str, bool | None] = {}
+    errors: dict[str, list[str]] = {}
+    for key, answer in value.items():
+        if key not in CONSENT_CHANNELS:
+            errors[f"consent.{key}"] = [f"Unknown channel; use {', '.join(CONSENT_CHANNELS)}."]
+        elif answer is not None and not isinstance(answer, bool):
+            errors[f"consent.{key}"] = ["Must be true or false."]
+        else:
+            consent[key] = answer
+    return consent, errors
+
+
+def _consent_merged(current: dict, changes: dict[str, bool | None]) -> dict[str, bool]:
+    merged = {**(current or {}), **changes}
+    return {key: merged[key] for key in CONSENT_CHANNELS if merged.get(key) is not None}
 
 
 def contact_normalize(*, data: dict[str, Any]) -> dict[str, Any]:
@@ -187,6 +226,8 @@ def contact_create(
     cleaned = _clean_contact_data({k: v for k, v in data.items() if k in CONTACT_FIELDS})
     if not cleaned.get("email") and not cleaned.get("phone"):
         raise ValidationError({"email": ["An email address or a phone number is required."]})
+    if "consent" in cleaned:
+        cleaned["consent"] = _consent_merged({}, cleaned["consent"])
     now = timezone.now()
     contact = Contact(
         organization_id=organization_id,
@@ -231,6 +272,9 @@ def contact_update(*, contact: Contact, data: dict[str, Any], tags: list[str] | 
         if taken.exists():
             raise ValidationError({"email": ["A contact with this email address already exists."]})
     previous_email = contact.email
+    if "consent" in cleaned:
+        # Answers for the channels given change; the others stay as they were.
+        cleaned["consent"] = _consent_merged(contact.consent, cleaned["consent"])
     with transaction.atomic():
         for key, value in cleaned.items():
             setattr(contact, key, value)
@@ -305,6 +349,7 @@ def contact_erase(*, contact: Contact, by: User | None = None) -> Contact:
             timezone="",
             locale="",
             attributes={},
+            consent={},
             consent_source="",
             consent_ip=None,
             status=ContactStatus.UNSUBSCRIBED,
@@ -398,6 +443,33 @@ def contacts_set_status(
             properties={"source": source},
         )
     return changing
+
+
+class _ConsentMerge(Func):
+    """The stored consent with some answers replaced, in SQL (jsonb `||`; SQLite's json_patch)."""
+
+    arity = 2
+    function = "json_patch"
+    output_field = JSONField()
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template="(%(expressions)s)", arg_joiner=" || ", **extra)
+
+
+def contacts_set_consent_by_phone(*, organization_id, phone: str, channel: str, consent: bool) -> list[int]:
+    """Record a yes or no for `channel` on every contact of the organization with this E.164 number
+    (an SMS or WhatsApp STOP/START speaks for the number), in one UPDATE. Returns the contacts' ids."""
+    if channel not in CONSENT_CHANNELS:
+        raise ValueError(f"Unknown channel {channel!r}")
+    contacts = Contact.objects.active().filter(organization_id=organization_id, phone=phone)
+    with transaction.atomic(savepoint=False):
+        ids = list(contacts.values_list("pk", flat=True))
+        if ids:
+            answer = Value({channel: consent}, output_field=JSONField())
+            Contact.objects.filter(pk__in=ids).update(
+                consent=_ConsentMerge(F("consent"), answer), updated_at=timezone.now()
+            )
+    return ids
 
 
 def suppressions_add_bulk(

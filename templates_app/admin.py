@@ -211,6 +211,11 @@ class MessageTemplateAdmin(SavedByServiceAdmin):
 
     def save_by_service(self, request, obj, form, change):
         values = {field: form.cleaned_data[field] for field in services.TEMPLATE_FIELDS if field in form.cleaned_data}
+        if values.get("channel") == Channel.SMS:
+            # The SMS text shows as both text_body and sms_body: the one edited here wins.
+            for edited, other in (("sms_body", "text_body"), ("text_body", "sms_body")):
+                if edited in form.changed_data and other not in form.changed_data:
+                    values.pop(other, None)
         if change:
             return services.template_update(template=obj, by=request.user, **values)
         return services.template_create(organization=form.cleaned_data["organization"], by=request.user, **values)

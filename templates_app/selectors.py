@@ -14,6 +14,7 @@ from templates_app import rendering
 from templates_app.context import preview_context
 from templates_app.models import EmailFooter, Layout, MessageTemplate, TemplateVersion
 from templates_app.sandbox import LAYOUT_PREFIX
+from templates_app.sms import SmsInfo, sms_info
 
 # The fields rendering and sending use: a version snapshots exactly these (plus the layouts).
 CONTENT_FIELDS = (
@@ -162,3 +163,16 @@ def template_preview(
         overrides=context,
     )
     return rendering.render_message(source, values, organization_id=template.organization_id)
+
+
+def sms_sample_info(
+    *, organization: Organization, source: rendering.TemplateSource, variables: Mapping[str, Any] | None = None
+) -> SmsInfo:
+    """Encoding, length and segments of an SMS source rendered for the sample contact (measured on the
+    source itself when it cannot render). What cost estimates multiply by the number of messages."""
+    try:
+        context = preview_context(organization=organization, variables=variables or {})
+        text = rendering.render_message(source, context, organization_id=organization.pk).text
+    except rendering.TemplateProblem:
+        text = source.sms_body
+    return sms_info(text)

@@ -49,10 +49,9 @@ from django.db.models import ProtectedError
 from accounts.models import Organization, User
 from config.errors import ConflictError, DomainError
 from templates_app import rendering, selectors, tracking_html
-from templates_app.context import RESERVED_NAMES, preview_context
+from templates_app.context import RESERVED_NAMES
 from templates_app.models import Channel, EmailFooter, Layout, MessageTemplate, Purpose, TemplateVersion
 from templates_app.sandbox import MAX_SOURCE_SIZE
-from templates_app.sms import sms_info
 
 TEMPLATE_FIELDS = ("name", "layout", *selectors.CONTENT_FIELDS)
 
@@ -93,8 +92,11 @@ def template_clean(*, organization: Organization, values: dict[str, Any]) -> dic
         if not values["html_body"].strip() and not values["text_body"].strip():
             fail("html_body", "An email needs an HTML or a text body.")
     elif channel == Channel.SMS:
-        if not values["sms_body"].strip():
-            fail("sms_body", "An SMS needs a body.")
+        # One message, two names: `text_body` (the API's) and `sms_body` hold the same text.
+        body = values["sms_body"] or values["text_body"]
+        values["sms_body"] = values["text_body"] = body
+        if not body.strip():
+            fail("text_body", "An SMS needs a body.")
     elif channel == Channel.WHATSAPP:
         if not (values.get("whatsapp_template_name") or "").strip():
             fail("whatsapp_template_name", "A WhatsApp message needs the name of the approved template.")
@@ -189,12 +191,7 @@ def _sms_fields(*, organization: Organization, source: rendering.TemplateSource,
     """Encoding and segments of the SMS body, measured on a sample render (the source when it cannot render)."""
     if values["channel"] != Channel.SMS:
         return {"sms_encoding": "", "sms_length": 0, "sms_segments": 0}
-    try:
-        context = preview_context(organization=organization, variables=values["variables"])
-        text = rendering.render_message(source, context, organization_id=organization.pk).text
-    except rendering.TemplateProblem:
-        text = values["sms_body"]
-    info = sms_info(text)
+    info = selectors.sms_sample_info(organization=organization, source=source, variables=values["variables"])
     return {"sms_encoding": info.encoding, "sms_length": info.length, "sms_segments": info.segments}
 
 
@@ -236,6 +233,20 @@ def _store(template: MessageTemplate, values: dict[str, Any]) -> None:
             setattr(template, field, value)
 
 
+def _sms_body_given(values: dict[str, Any], *, channel: str) -> dict[str, Any]:
+    """For an SMS, `text_body` and `sms_body` are one field: whichever is given sets both."""
+    if channel != Channel.SMS:
+        return values
+    given = {field: values[field] for field in ("text_body", "sms_body") if field in values}
+    if not given:
+        return values
+    texts = {text for text in given.values() if text}
+    if len(texts) > 1:
+        raise ValidationError({"text_body": ["For an SMS, text_body and sms_body are the same field; give one."]})
+    text = texts.pop() if texts else ""
+    return {**values, "text_body": text, "sms_body": text}
+
+
 def _unknown_fields(values: dict[str, Any]) -> None:
     unknown = set(values) - set(TEMPLATE_FIELDS)
     if unknown:
@@ -246,6 +257,7 @@ def _unknown_fields(values: dict[str, Any]) -> None:
 def template_create(*, organization: Organization, by: User | None = None, **values: Any) -> MessageTemplate:
     """Create a template after validating it; records version 1."""
     _unknown_fields(values)
+    values = _sms_body_given(values, channel=values.get("channel") or Channel.EMAIL)
     cleaned = template_clean(organization=organization, values=values)
     template = MessageTemplate(organization=organization)
     _store(template, cleaned)
@@ -263,6 +275,7 @@ def template_update(*, template: MessageTemplate, by: User | None = None, **chan
         .select_related("organization", "layout")
         .get(pk=template.pk)
     )
+    changes = _sms_body_given(changes, channel=changes.get("channel") or locked.channel)
     values = {**selectors.template_values(locked), **changes}
     cleaned = template_clean(organization=locked.organization, values=values)
     _store(locked, cleaned)

@@ -56,6 +56,11 @@ def message_for_reply(*, addresses: list[str], references: list[str]) -> tuple[i
     return None
 
 
+def unsubscribe_events() -> QuerySet[MessageEvent]:
+    """Every unsubscribe event (narrow it with `message_id=OuterRef(...)` for a per-message Exists)."""
+    return MessageEvent.objects.filter(type=EventType.UNSUBSCRIBED)
+
+
 def replied_message_ids(*, campaign_id) -> QuerySet:
     """The ids of a campaign's messages that got a reply (a subquery: `id__in=` it)."""
     return MessageEvent.objects.filter(type=EventType.REPLIED, message__campaign_id=campaign_id).values("message_id")

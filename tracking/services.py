@@ -289,8 +289,11 @@ def _apply_statuses(new: Sequence[tuple[EventRecord, MessageEvent, dict | None]]
     )
 
 
-def event_ingest_batch(*, records: Sequence[EventRecord]) -> IngestResult:
-    """Store a batch of events and apply what they mean (statuses, suppressions); idempotent."""
+def event_ingest_batch(*, records: Sequence[EventRecord], opt_out_applied: bool = False) -> IngestResult:
+    """Store a batch of events and apply what they mean (statuses, suppressions); idempotent.
+
+    `opt_out_applied`: the caller applied the batch's unsubscribes itself (an SMS or WhatsApp STOP
+    opts out of one channel), so they do not unsubscribe the contacts from everything."""
     result = IngestResult(received=len(records))
     if not records:
         return result
@@ -303,14 +306,16 @@ def event_ingest_batch(*, records: Sequence[EventRecord]) -> IngestResult:
         result.duplicates = result.received - result.stored
         if new:
             _apply_statuses(new)
-            _apply_contact_effects(new)
+            _apply_contact_effects(new, opt_out_applied=opt_out_applied)
     return result
 
 
 # --- bounces, complaints, provider unsubscribes, replies ------------------------------------------
 
 
-def _apply_contact_effects(new: Sequence[tuple[EventRecord, MessageEvent, dict | None]]) -> None:
+def _apply_contact_effects(
+    new: Sequence[tuple[EventRecord, MessageEvent, dict | None]], *, opt_out_applied: bool = False
+) -> None:
     hard: list[dict] = []
     complained: list[dict] = []
     unsubscribed: list[dict] = []
@@ -323,7 +328,7 @@ def _apply_contact_effects(new: Sequence[tuple[EventRecord, MessageEvent, dict |
             hard.append(message)
         elif row.type == EventType.COMPLAINED:
             complained.append(message)
-        elif row.type == EventType.UNSUBSCRIBED and record.esp:
+        elif row.type == EventType.UNSUBSCRIBED and record.esp and not opt_out_applied:
             unsubscribed.append(message)  # our own page applies its scope itself (message_unsubscribe)
         elif row.type in (EventType.SOFT_BOUNCED, EventType.DEFERRED):
             soft.append(message)
@@ -499,9 +504,10 @@ def phone_inbound_receive(
     """An SMS or WhatsApp message from a contact, matched to the message that number last got from us.
 
     STOP (and STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT) suppresses the number in that organization and
-    unsubscribes the contact (pending messages skipped, drips ended); START lifts the opt-out
-    suppression and resubscribes a contact who had unsubscribed; any other text is a `replied` event
-    on that message (drips with stop-on-reply stop). Idempotent per provider message id.
+    records the contacts' no for that channel (consent.<channel> false; their pending messages on the
+    channel skipped; their email status untouched); START lifts the opt-out suppression and records
+    a yes for the channel; any other text is a `replied` event on that message (drips with
+    stop-on-reply stop). Idempotent per provider message id.
     Returns an `InboundOutcome`."""
     try:
         number = normalize_phone(phone)
@@ -533,9 +539,16 @@ def phone_inbound_receive(
                 source=f"{esp} {keyword}",
                 kind=SuppressionKind.PHONE,
             )
-            # A provider's unsubscribe (esp set): the contact is unsubscribed, pending messages skipped.
-            event_ingest_batch(records=[record])
-        logger.info("inbound opt-out", extra={"message_id": message["id"], "esp": esp})
+            # The opt-out is from this channel: consent.<channel> becomes false and the channel's
+            # pending messages are skipped; the contact's status (their email) stays as it is.
+            contact_ids = contact_services.contacts_set_consent_by_phone(
+                organization_id=organization_id, phone=number, channel=channel, consent=False
+            )
+            campaign_services.messages_skip_pending(
+                contact_ids=contact_ids, channel=channel, reason=f"The recipient sent {keyword}."
+            )
+            event_ingest_batch(records=[record], opt_out_applied=True)
+        logger.info("inbound opt-out", extra={"message_id": message["id"], "esp": esp, "channel": channel})
         return InboundOutcome.STOPPED
     if keyword in START_KEYWORDS:
         record.type = EventType.SUBSCRIBED
@@ -548,11 +561,11 @@ def phone_inbound_receive(
                 reason=SuppressionReason.UNSUBSCRIBED,
             ):
                 contact_services.suppression_remove(suppression=suppression)
-            contact = Contact.objects.filter(pk=message["contact_id"], status=ContactStatus.UNSUBSCRIBED).first()
-            if contact is not None:
-                contact_services.contact_update(contact=contact, data={"status": ContactStatus.SUBSCRIBED})
+            contact_services.contacts_set_consent_by_phone(
+                organization_id=organization_id, phone=number, channel=channel, consent=True
+            )
             event_ingest_batch(records=[record])
-        logger.info("inbound opt-in", extra={"message_id": message["id"], "esp": esp})
+        logger.info("inbound opt-in", extra={"message_id": message["id"], "esp": esp, "channel": channel})
         return InboundOutcome.STARTED
     buffer.push([record])
     return InboundOutcome.REPLIED

@@ -18,8 +18,9 @@ from django.urls import reverse
 from accounts.models import Role
 from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 from analytics import selectors
-from analytics.admin import EXPORT_HEADER, MAX_DAYS
+from analytics.admin import MAX_DAYS
 from analytics.models import COUNTERS, AgentDailyStat, DailyStat
+from analytics.selectors import EXPORT_HEADER
 from campaigns.models import CampaignKind
 from campaigns.tests.factories import CampaignFactory
 from tracking.tests.factories import sent_messages

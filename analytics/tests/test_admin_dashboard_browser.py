@@ -14,8 +14,8 @@ import pytest
 from accounts.models import Role
 from accounts.tests.factories import PASSWORD, MembershipFactory, OrganizationFactory
 from analytics import selectors
-from analytics.admin import EXPORT_HEADER
 from analytics.models import DailyStat
+from analytics.selectors import EXPORT_HEADER
 from campaigns.tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

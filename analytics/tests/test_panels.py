@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.tests.factories import OrganizationFactory
 from analytics import selectors
 from analytics.models import COUNTERS, DailyStat, LinkDailyStat
-from analytics.panels import campaign_panel, roi_of
+from analytics.panels import campaign_panel
 from campaigns.models import CampaignVariant
 from campaigns.tests.factories import CampaignFactory
 
@@ -99,8 +99,8 @@ def test_without_a_budget_there_is_no_roi(spring):
     panel = campaign_panel(campaign)
     assert panel["roi"] is None
     assert "needs a budget" in render_to_string("analytics/campaign_panel.html", panel)
-    assert roi_of(Decimal("50"), Decimal("0")) is None
-    assert roi_of(Decimal("50"), Decimal("100")) == -0.5
+    assert selectors.roi(Decimal("50"), Decimal("0")) is None
+    assert selectors.roi(Decimal("50"), Decimal("100")) == -0.5
 
 
 def test_the_template_renders_the_panel_escaped(spring):

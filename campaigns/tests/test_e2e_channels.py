@@ -115,7 +115,7 @@ def test_a_phone_campaign_goes_out_once_per_contact_through_a_worker(
     assert {str(pk): provider for pk, provider in messages.values_list("pk", "provider_message_id")} == {
         line["message_id"]: line["provider_message_id"] for line in lines
     }
-    assert Campaign.objects.get(pk=campaign_id).excluded == {"no_address": 1, "suppressed": 1}
+    assert Campaign.objects.get(pk=campaign_id).excluded == {"no_phone": 1, "suppressed": 1}
     stats = client.get(f"/api/v1/campaigns/{campaign_id}/stats").json()
     assert (stats["kpis"]["sent"], stats["kpis"]["failed"]) == (CONTACTS, 0)
     assert not (tmp_path / ("whatsapp" if channel == "sms" else "sms")).exists()

@@ -70,7 +70,7 @@ def test_status_exclude_tags_recent_and_missing_address_are_counted_by_reason(or
     audience = audience_resolve(organization_id=org.pk, spec=spec)
     assert emails(audience) == {"ok@example.com", "old@example.com"}
     assert audience.excluded() == {
-        "no_address": 1,
+        "no_email": 1,
         "unsubscribed": 1,
         "bounced": 1,
         "complained": 1,

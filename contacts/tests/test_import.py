@@ -130,7 +130,7 @@ def test_encodings_and_delimiters_are_detected(org, run_import, content, encodin
     ("content", "reason"),
     [
         (b"", "empty"),
-        (b"first_name,last_name\nAna,Smit\n", "No email column"),
+        (b"first_name,last_name\nAna,Smit\n", "No email or phone column"),
         (b"email,first_name\n", "no data rows"),
         (b"email,first_name\n\n \n,\n", "no data rows"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x01\x00", "binary"),

@@ -79,7 +79,7 @@ def test_required_fields_depend_on_the_channel(member_client):
         "html_body": ["An email needs an HTML or a text body."],
     }
     assert client.post(TEMPLATES, {"name": "s", "channel": "sms"}, format="json").json() == {
-        "sms_body": ["An SMS needs a body."]
+        "text_body": ["An SMS needs a body."]
     }
     response = client.post(
         TEMPLATES, {"name": "w", "channel": "whatsapp", "whatsapp_parameters": [1, 2]}, format="json"

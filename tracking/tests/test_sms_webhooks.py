@@ -197,7 +197,7 @@ def test_a_verified_post_without_a_message_sid_is_a_400(client):
 # --- STOP, START and replies ---------------------------------------------------------------------------------
 
 
-def test_stop_unsubscribes_the_contact_of_the_organization_that_messaged_last(
+def test_stop_opts_out_of_the_channel_for_the_organization_that_messaged_last(
     client, django_capture_on_commit_callbacks
 ):
     latest = phone_message(sent_ago=timedelta(minutes=5), provider_message_id="SM" + "5" * 32)
@@ -211,6 +211,17 @@ def test_stop_unsubscribes_the_contact_of_the_organization_that_messaged_last(
         status=M.QUEUED,
         scheduled_at=timezone.now() + timedelta(hours=1),
     )
+    email_campaign = CampaignFactory(organization=latest.organization, channel="email", status=CampaignStatus.RUNNING)
+    pending_email = Message.objects.create(
+        organization_id=latest.organization_id,
+        campaign=email_campaign,
+        contact_id=latest.contact_id,
+        to_address="someone@example.com",
+        status=M.QUEUED,
+        scheduled_at=timezone.now() + timedelta(hours=1),
+    )
+    # Another contact of the same organization with the same number: the STOP speaks for the number.
+    same_number = ContactFactory(organization=latest.organization, phone=PHONE, consent={"whatsapp": True})
 
     with django_capture_on_commit_callbacks(execute=True):
         response = post_twilio(client, inbound_sms("  stop "))
@@ -224,10 +235,16 @@ def test_stop_unsubscribes_the_contact_of_the_organization_that_messaged_last(
         PHONE,
         "unsubscribed",
     )
-    assert Contact.objects.get(pk=latest.contact_id).status == ContactStatus.UNSUBSCRIBED
-    assert Contact.objects.get(pk=older.contact_id).status == ContactStatus.SUBSCRIBED  # another organization
+    # Only SMS: consent.sms is false, the email status and the other channels' answers stay.
+    contact = Contact.objects.get(pk=latest.contact_id)
+    assert (contact.status, contact.consent) == (ContactStatus.SUBSCRIBED, {"sms": False})
+    assert Contact.objects.get(pk=same_number.pk).consent == {"whatsapp": True, "sms": False}
+    older_contact = Contact.objects.get(pk=older.contact_id)  # another organization
+    assert (older_contact.status, older_contact.consent) == (ContactStatus.SUBSCRIBED, {})
     pending.refresh_from_db()
     assert pending.status == M.SKIPPED
+    pending_email.refresh_from_db()
+    assert pending_email.status == M.QUEUED
     event = MessageEvent.objects.get(type=EventType.UNSUBSCRIBED)
     assert (event.message_id, event.esp) == (latest.pk, "twilio")
 
@@ -245,16 +262,19 @@ def test_every_opt_out_word_suppresses_the_phone(client, word):
     assert Suppression.objects.filter(organization_id=message.organization_id, kind="phone", value=PHONE).exists()
 
 
-def test_start_lifts_the_opt_out_and_resubscribes(client):
+def test_start_lifts_the_opt_out_and_gives_consent_for_the_channel(client):
     message = phone_message(provider_message_id="SM" + "8" * 32)
+    Contact.objects.filter(pk=message.contact_id).update(status=ContactStatus.UNSUBSCRIBED)
     post_twilio(client, inbound_sms("STOP", sid="SM" + "a" * 32))
-    assert Contact.objects.get(pk=message.contact_id).status == ContactStatus.UNSUBSCRIBED
+    assert Contact.objects.get(pk=message.contact_id).consent == {"sms": False}
 
     response = post_twilio(client, inbound_sms("Start", sid="SM" + "b" * 32))
 
     assert response.status_code == 200
     assert not Suppression.objects.exists()
-    assert Contact.objects.get(pk=message.contact_id).status == ContactStatus.SUBSCRIBED
+    contact = Contact.objects.get(pk=message.contact_id)
+    # A yes for SMS; the status (unsubscribed from email) is not the SMS channel's to change.
+    assert (contact.status, contact.consent) == (ContactStatus.UNSUBSCRIBED, {"sms": True})
     assert MessageEvent.objects.filter(type=EventType.SUBSCRIBED, message_id=message.pk).exists()
 
 
@@ -447,4 +467,5 @@ def test_whatsapp_stop_and_replies(client, flush):
         EventType.UNSUBSCRIBED,
     }
     assert Suppression.objects.filter(organization_id=message.organization_id, kind="phone", value=PHONE).exists()
-    assert Contact.objects.get(pk=message.contact_id).status == ContactStatus.UNSUBSCRIBED
+    contact = Contact.objects.get(pk=message.contact_id)
+    assert (contact.status, contact.consent) == (ContactStatus.SUBSCRIBED, {"whatsapp": False})
