@@ -10,6 +10,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts import services
 from accounts.models import AuditEvent, Membership, Organization, Role, User
+from config.schema import JSON_OBJECT
 from config.validation import BoundedDateField
 
 
@@ -159,6 +160,11 @@ class AuditObjectSerializer(serializers.Serializer):
     repr = serializers.CharField(source="object_repr")
 
 
+@extend_schema_field(JSON_OBJECT)
+class ChangesField(serializers.JSONField):
+    pass
+
+
 class AuditEventSerializer(serializers.ModelSerializer):
     """One entry of the audit trail. `actor` is null for the system; after the user is deleted
     its id is null and the email stays."""
@@ -166,6 +172,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
     id = serializers.CharField(read_only=True)
     actor = serializers.SerializerMethodField()
     object = AuditObjectSerializer(source="*", read_only=True)
+    changes = ChangesField(read_only=True, help_text="Before/after summary of what changed.")
 
     class Meta:
         model = AuditEvent

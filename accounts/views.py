@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
@@ -8,7 +9,7 @@ from django.core.cache import cache
 from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -35,9 +36,11 @@ from accounts.serializers import (
     RefreshSerializer,
     RegisterResponseSerializer,
     RegisterSerializer,
+    TokenPairSerializer,
 )
 from accounts.tenancy import Area, TenantScopedViewMixin, request_membership
 from config.clientip import client_ip
+from config.schema import conflict, unauthorized
 
 
 def _tokens_for(user: User) -> dict[str, str]:
@@ -75,7 +78,9 @@ class LoginFailureGuard:
 
     def __init__(self, *, ident: str, email: str):
         self.window = settings.LOGIN_FAILURE_WINDOW_SECONDS
-        self.pair_key = f"login-fail:{ident}:{email.strip().lower()}"
+        # Hashed: an address may hold characters a cache key may not (spaces, control characters).
+        address = hashlib.sha256(email.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+        self.pair_key = f"login-fail:{ident}:{address}"
         self.ip_key = f"login-fail-ip:{ident}"
         self._held = False
 
@@ -124,6 +129,7 @@ class LoginView(TokenObtainPairView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
 
+    @extend_schema(responses={200: TokenPairSerializer, 401: unauthorized("Wrong email or password.")})
     def post(self, request, *args, **kwargs):
         email = request.data.get("email") if hasattr(request.data, "get") else None
         guard = LoginFailureGuard(ident=client_ip(request), email=str(email or ""))
@@ -139,6 +145,11 @@ class LoginView(TokenObtainPairView):
         return response
 
 
+@extend_schema_view(
+    post=extend_schema(
+        responses={200: TokenPairSerializer, 401: unauthorized("The refresh token is invalid, expired or used.")}
+    )
+)
 class RefreshView(TokenRefreshView):
     """A refresh token for a new access token (and a new refresh token; the old one is blacklisted).
 
@@ -281,6 +292,13 @@ class CurrentOrganizationView(TenantScopedViewMixin, generics.RetrieveUpdateAPIV
         return request_membership(self.request).organization
 
 
+LAST_OWNER = conflict("An organization must keep at least one owner.")
+
+
+@extend_schema_view(
+    partial_update=extend_schema(responses={200: MemberSerializer, 409: LAST_OWNER}),
+    destroy=extend_schema(responses={204: None, 409: LAST_OWNER}),
+)
 class MemberViewSet(
     TenantScopedViewMixin,
     mixins.ListModelMixin,

@@ -17,6 +17,7 @@ from callbacks.models import (
     CallbackStatus,
     CallbackUrgency,
 )
+from config.schema import JSON_OBJECT
 from config.validation import BoundedDateField, check_date
 
 
@@ -158,10 +159,16 @@ class NoteSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=2000)
 
 
+@extend_schema_field(JSON_OBJECT)
+class ActivityDataField(serializers.JSONField):
+    pass
+
+
 class ActivitySerializer(serializers.ModelSerializer):
     actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
     actor_email = serializers.EmailField(source="actor.email", read_only=True, allow_null=True, default=None)
     agent = serializers.UUIDField(source="agent_id", read_only=True, allow_null=True)
+    data = ActivityDataField(read_only=True)
 
     class Meta:
         model = CallbackActivity

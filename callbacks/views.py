@@ -30,6 +30,7 @@ from callbacks.serializers import (
     NoteSerializer,
     StatusChangeSerializer,
 )
+from config.schema import conflict
 from contacts.models import Contact
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
@@ -108,7 +109,10 @@ class CallbackViewSet(
         body = CallbackSerializer(self.get_queryset().get(pk=callback.pk)).data
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=AssignSerializer, responses={200: CallbackSerializer})
+    @extend_schema(
+        request=AssignSerializer,
+        responses={200: CallbackSerializer, 409: conflict("The callback is closed or being called.")},
+    )
     @action(detail=True, methods=["post"])
     def assign(self, request, pk=None):
         """Assign to an agent of the organization (agents can only take requests themselves)."""
@@ -123,7 +127,10 @@ class CallbackViewSet(
         )
         return self._reload(callback)
 
-    @extend_schema(request=StatusChangeSerializer, responses={200: CallbackSerializer})
+    @extend_schema(
+        request=StatusChangeSerializer,
+        responses={200: CallbackSerializer, 409: conflict("The status cannot follow the current one.")},
+    )
     @action(detail=True, methods=["post"], url_path="status")
     def change_status(self, request, pk=None):
         """Move along the status machine; an illegal move is 409."""
@@ -139,7 +146,10 @@ class CallbackViewSet(
         )
         return self._reload(callback)
 
-    @extend_schema(request=CompleteSerializer, responses={200: CallbackSerializer})
+    @extend_schema(
+        request=CompleteSerializer,
+        responses={200: CallbackSerializer, 409: conflict("Only a callback in progress can be completed.")},
+    )
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         """Close a request in progress with its resolution; from any other status 409."""

@@ -23,6 +23,7 @@ from campaigns.models import (
     TriggerType,
 )
 from campaigns.sequences import CONDITION_TYPES, DEFAULT_SETTINGS, ENROLL_MAX_IDS, OTHERWISE
+from config.schema import SEGMENT_RULE
 from config.validation import BoundedJSONField
 from contacts.models import SEGMENT_RULES_MAX_KEYS
 
@@ -30,6 +31,8 @@ from contacts.models import SEGMENT_RULES_MAX_KEYS
 
 
 class SequenceTriggerSerializer(serializers.Serializer):
+    schema_closed = True  # unknown keys are refused
+
     type = serializers.ChoiceField(choices=TriggerType.choices)
     value = serializers.CharField(
         allow_null=True,
@@ -41,6 +44,8 @@ class SequenceTriggerSerializer(serializers.Serializer):
 
 
 class SequenceSettingsSerializer(serializers.Serializer):
+    schema_closed = True  # unknown keys are refused
+
     stop_on_reply = serializers.BooleanField(
         required=False, help_text="A reply stops the contact's enrollment (default true)."
     )
@@ -51,6 +56,7 @@ class SequenceSettingsSerializer(serializers.Serializer):
         required=False,
         allow_null=True,
         min_value=1,
+        max_value=10_000_000,
         help_text="New enrollments started per day; the others wait in the order they came (null = no limit).",
     )
     allow_reentry = serializers.BooleanField(
@@ -59,17 +65,28 @@ class SequenceSettingsSerializer(serializers.Serializer):
 
 
 class StepDelaySerializer(serializers.Serializer):
+    schema_closed = True  # unknown keys are refused
+
     unit = serializers.ChoiceField(choices=DelayUnit.choices)
     value = serializers.IntegerField(
         min_value=0, help_text="After the previous step (the first step: after enrollment); 0 only on the first."
     )
 
 
+@extend_schema_field(SEGMENT_RULE)
+class SegmentRulesSchemaField(serializers.JSONField):
+    """Segment rules in a step's condition (documents the shape; the service validates it)."""
+
+
 class StepConditionSerializer(serializers.Serializer):
     """Either `type` (about the previous step's message) or `rules` (segment rules on the contact)."""
 
+    schema_closed = True  # unknown keys are refused
+
     type = serializers.ChoiceField(choices=[(value, value) for value in CONDITION_TYPES], required=False)
-    rules = serializers.JSONField(required=False, help_text="Segment rules, as in /segments/, the contact must match.")
+    rules = SegmentRulesSchemaField(
+        required=False, help_text="Segment rules, as in /segments/, the contact must match."
+    )
     otherwise = serializers.ChoiceField(
         choices=[(value, value) for value in OTHERWISE],
         required=False,
@@ -78,6 +95,8 @@ class StepConditionSerializer(serializers.Serializer):
 
 
 class SequenceStepSerializer(serializers.Serializer):
+    schema_closed = True  # unknown keys are refused
+
     order = serializers.IntegerField(
         min_value=1, max_value=MAX_STEPS, required=False, help_text="1, 2, 3 ... without gaps."
     )
@@ -282,11 +301,15 @@ class SendingWindowSerializer(serializers.Serializer):
     days = serializers.ListField(
         child=serializers.IntegerField(min_value=0, max_value=6), required=False, help_text="0 = Monday."
     )
-    start = serializers.CharField(help_text='"HH:MM", e.g. "09:00".')
-    end = serializers.CharField(help_text='"HH:MM"; "24:00" is midnight at the end of the day.')
+    start = serializers.RegexField(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", help_text='"HH:MM", e.g. "09:00".')
+    end = serializers.RegexField(
+        r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$", help_text='"HH:MM"; "24:00" is midnight at the end of the day.'
+    )
 
 
 class FrequencyCapSerializer(serializers.Serializer):
+    schema_closed = True  # unknown keys are refused
+
     per_day = serializers.IntegerField(
         allow_null=True, required=False, min_value=1, max_value=1000, help_text="Per contact per rolling 24 hours."
     )

@@ -10,7 +10,7 @@ import uuid
 
 from django.db.models import Prefetch
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
@@ -29,6 +29,7 @@ from campaigns.sequence_serializers import (
     SequenceStatsSerializer,
     SequenceWriteSerializer,
 )
+from config.schema import conflict
 from contacts.models import Contact
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
@@ -37,6 +38,11 @@ ENROLLMENT_ID_REGEX = r"[0-9]{1,18}"
 E = EnrollmentStatus
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={204: None, 409: conflict("Only a draft sequence can be deleted; archive the others.")}
+    ),
+)
 class SequenceViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     """Drip sequences: ordered steps sent to each enrolled contact with delays between them.
     `steps`, when given, replaces the whole list; only drafts can be deleted (archive the others)."""
@@ -84,7 +90,10 @@ class SequenceViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
         sequence = Sequence(organization=request.organization)
         return self._respond(self._save(sequence, body.validated_data), status.HTTP_201_CREATED)
 
-    @extend_schema(request=SequenceWriteSerializer, responses={200: SequenceSerializer})
+    @extend_schema(
+        request=SequenceWriteSerializer,
+        responses={200: SequenceSerializer, 409: conflict("An archived sequence cannot be changed.")},
+    )
     def partial_update(self, request, *args, **kwargs):
         sequence = self.get_object()
         body = SequenceWriteSerializer(data=request.data, partial=True)
@@ -94,25 +103,41 @@ class SequenceViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     def perform_destroy(self, instance):
         sequences.sequence_delete(sequence=instance)
 
-    @extend_schema(request=None, responses={200: SequenceSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: SequenceSerializer,
+            409: conflict("Only a draft or paused sequence can be activated, on a channel with a configured backend."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
         """Draft or paused -> active (409 otherwise; 400 naming `steps` without steps)."""
         return self._respond(sequences.sequence_activate(sequence=self.get_object(), by=request.user))
 
-    @extend_schema(request=None, responses={200: SequenceSerializer})
+    @extend_schema(
+        request=None, responses={200: SequenceSerializer, 409: conflict("Only an active sequence can be paused.")}
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         """Active -> paused: nothing is written or sent until it is activated again (409 otherwise)."""
         return self._respond(sequences.sequence_pause(sequence=self.get_object(), by=request.user))
 
-    @extend_schema(request=None, responses={200: SequenceSerializer})
+    @extend_schema(
+        request=None, responses={200: SequenceSerializer, 409: conflict("The sequence is archived already.")}
+    )
     @action(detail=True, methods=["post"])
     def archive(self, request, pk=None):
         """Any -> archived: active enrollments stop, unsent step messages are cancelled (409 when archived)."""
         return self._respond(sequences.sequence_archive(sequence=self.get_object(), by=request.user))
 
-    @extend_schema(request=EnrollSerializer, responses={202: EnrollResultSerializer})
+    @extend_schema(
+        request=EnrollSerializer,
+        responses={
+            202: EnrollResultSerializer,
+            409: conflict("Only an active sequence with a manual or api trigger enrolls contacts by hand."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def enroll(self, request, pk=None):
         """Enroll contacts by hand (active sequences with a manual or api trigger, else 409). Contacts
@@ -176,7 +201,9 @@ class EnrollmentViewSet(TenantScopedViewMixin, mixins.RetrieveModelMixin, viewse
     queryset = Enrollment.objects.select_related("contact")
     lookup_value_regex = ENROLLMENT_ID_REGEX
 
-    @extend_schema(request=None, responses={200: EnrollmentSerializer})
+    @extend_schema(
+        request=None, responses={200: EnrollmentSerializer, 409: conflict("Only an active enrollment can be stopped.")}
+    )
     @action(detail=True, methods=["post"])
     def stop(self, request, pk=None):
         """Stop an active enrollment by hand (409 otherwise); its unsent step messages are cancelled."""

@@ -4,9 +4,172 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.tenancy import TenantRelatedField
-from campaigns import services
+from campaigns import abtest, planner, services
 from campaigns.models import Campaign, CampaignStatus, CampaignVariant, Message, MessageStatus, SendingDomain
+from campaigns.sequence_serializers import SendingWindowSerializer
+from config.schema import JSON_OBJECT
 from templates_app.models import MessageTemplate
+
+# --- the settings objects of a campaign, typed for the schema ----------------------------------------------
+# What is written is passed on as given to the services (AudienceSpec.from_dict, planner.PlanSettings.from_api,
+# abtest.ab_test_clean, the follow-up check), which validate it and name a failing field by its path
+# ("schedule.window.start"). These serializers only describe those shapes, with the same bounds.
+
+
+class AudienceSerializer(serializers.Serializer):
+    """Who receives the campaign: anyone on one of the lists, or with one of the tags, or in the segment,
+    minus the exclusions. Unknown keys are refused."""
+
+    schema_closed = True
+
+    lists = serializers.ListField(child=serializers.UUIDField(), required=False, allow_null=True)
+    tags = serializers.ListField(
+        child=serializers.RegexField(r"\S", help_text="A tag name."), required=False, allow_null=True
+    )
+    segment = serializers.UUIDField(required=False, allow_null=True)
+    exclude_tags = serializers.ListField(
+        child=serializers.RegexField(r"\S", help_text="A tag name."), required=False, allow_null=True
+    )
+    exclude_recent_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=3650,
+        help_text="Leave out contacts messaged within this many days.",
+    )
+
+
+class ScheduleSerializer(serializers.Serializer):
+    start_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="With a UTC offset; null, absent or in the past: now."
+    )
+    timezone = serializers.CharField(
+        required=False, allow_null=True, help_text="IANA name (e.g. Europe/Amsterdam); default the organization's."
+    )
+    window = SendingWindowSerializer(required=False, allow_null=True, help_text="Null or absent: any time.")
+    holidays = serializers.ListField(
+        child=serializers.DateField(), required=False, allow_null=True, help_text="Days nothing is sent."
+    )
+    recipient_timezone = serializers.BooleanField(
+        required=False, allow_null=True, help_text="Plan each message in the recipient's own time zone."
+    )
+
+
+class ThrottleSerializer(serializers.Serializer):
+    """Each limit null or absent: no limit."""
+
+    per_domain_interval_minutes = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=planner.THROTTLE_MAXIMUMS["per_domain_interval_minutes"],
+        help_text="Minutes between two messages from one sending domain.",
+    )
+    max_per_hour = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=planner.THROTTLE_MAXIMUMS["max_per_hour"]
+    )
+    per_recipient_domain_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=planner.THROTTLE_MAXIMUMS["per_recipient_domain_per_minute"],
+        help_text="Messages per minute to one recipient domain (gmail.com, ...).",
+    )
+
+
+class FollowupSerializer(serializers.Serializer):
+    """A second message to who did not open (or click) the first; checked only when enabled."""
+
+    enabled = serializers.BooleanField(required=False)
+    days = serializers.IntegerField(required=False, min_value=1, max_value=90, help_text="Days after the first.")
+    template = serializers.UUIDField(required=False, help_text="A template of the campaign's channel.")
+    criterion = serializers.ChoiceField(
+        choices=services.FOLLOWUP_CRITERIA, required=False, help_text="Default not_opened."
+    )
+
+
+@extend_schema_field(
+    {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": 1,
+        "exclusiveMaximum": True,
+        "description": "The share of the audience in the test, e.g. 0.2.",
+    }
+)
+class _TestFractionField(serializers.FloatField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "number",
+        "minimum": 0,
+        "exclusiveMinimum": True,
+        "maximum": abtest.MAX_WAIT_HOURS,
+        "description": "Hours between the test's sends and the decision.",
+    }
+)
+class _WaitHoursField(serializers.FloatField):
+    pass
+
+
+class ABTestSerializer(serializers.Serializer):
+    """{} (or null): no A/B test. Otherwise test_fraction and wait_hours are required; unknown keys are refused."""
+
+    schema_closed = True
+
+    test_fraction = _TestFractionField(required=False)
+    metric = serializers.ChoiceField(choices=abtest.METRICS, required=False, help_text="Default open_rate.")
+    wait_hours = _WaitHoursField(required=False)
+    on_no_winner = serializers.ChoiceField(
+        choices=abtest.ON_NO_WINNER,
+        required=False,
+        help_text="Without a significant winner: send the rest the first variant, or split it (default first).",
+    )
+
+
+@extend_schema_field(AudienceSerializer)
+class AudienceField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(ScheduleSerializer)
+class ScheduleField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(ThrottleSerializer)
+class ThrottleField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(FollowupSerializer)
+class FollowupField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(ABTestSerializer)
+class ABTestField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(
+    serializers.ListField(child=serializers.CharField(help_text="A domain name, e.g. news.example.com."))
+)
+class DomainListField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(JSON_OBJECT)
+class JSONObjectField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "integer"}})
+class CountsField(serializers.JSONField):
+    pass
 
 
 class VariantSerializer(serializers.ModelSerializer):
@@ -21,6 +184,16 @@ class VariantSerializer(serializers.ModelSerializer):
 class CampaignSerializer(serializers.ModelSerializer):
     template = TenantRelatedField(queryset=MessageTemplate.objects.all(), required=False, allow_null=True)
     variants = VariantSerializer(many=True, required=False)
+    audience = AudienceField(required=False)
+    schedule = ScheduleField(required=False)
+    throttle = ThrottleField(required=False)
+    sending_domains = DomainListField(
+        required=False, help_text="Domains to send from, round-robin; empty: the organization's default sender."
+    )
+    followup = FollowupField(required=False)
+    ab_test = ABTestField(required=False)
+    variables = JSONObjectField(required=False, help_text="Values for the template's variables.")
+    excluded = CountsField(read_only=True, help_text="Contacts left out at expansion, by reason.")
 
     class Meta:
         model = Campaign
@@ -97,7 +270,11 @@ class CampaignSerializer(serializers.ModelSerializer):
         return self._check_object(value, "audience")
 
     def validate_schedule(self, value):
-        return self._check_object(value, "schedule")
+        value = self._check_object(value, "schedule")
+        if value.get("window") == {}:
+            # The planner reads {} as "any time", like null: store the one documented form.
+            value = {**value, "window": None}
+        return value
 
     def validate_throttle(self, value):
         return self._check_object(value, "throttle")
@@ -126,12 +303,17 @@ class CostSerializer(serializers.Serializer):
     segments = serializers.IntegerField(help_text="SMS segments (WhatsApp: messages).")
 
 
+class DayCountSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    count = serializers.IntegerField()
+
+
 class DryRunSerializer(serializers.Serializer):
     recipients = serializers.IntegerField()
     excluded = serializers.DictField(child=serializers.IntegerField())
     first_send_at = serializers.DateTimeField(allow_null=True)
     last_send_at = serializers.DateTimeField(allow_null=True)
-    per_day = serializers.ListField(child=serializers.DictField())
+    per_day = DayCountSerializer(many=True)
     per_domain = PerDomainSerializer(many=True)
     estimated_cost = CostSerializer(
         allow_null=True,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import django_filters
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError as DRFValidationError
@@ -20,10 +20,17 @@ from campaigns.serializers import (
     StatsSerializer,
     TestSendSerializer,
 )
+from config.schema import conflict
 
 UUID_REGEX = r"[0-9a-fA-F-]{32,36}"
 
+NOT_DRAFT = conflict("The campaign is not a draft (only its budget can change once launched).")
 
+
+@extend_schema_view(
+    partial_update=extend_schema(responses={200: CampaignSerializer, 409: NOT_DRAFT}),
+    destroy=extend_schema(responses={204: None, 409: conflict("Only a draft campaign can be deleted.")}),
+)
 class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     """Broadcast campaigns. Only drafts can be edited or deleted (409 otherwise)."""
 
@@ -68,22 +75,36 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
         """Recipients, exclusions and the send schedule if launched now; writes nothing."""
         return Response(DryRunSerializer(services.campaign_dry_run(campaign=self.get_object())).data)
 
-    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: CampaignSerializer,
+            409: conflict("Only a draft can be launched, and only on a channel with a configured backend."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def launch(self, request, pk=None):
         return self._respond(services.campaign_launch(campaign=self.get_object(), by=request.user))
 
-    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, 409: conflict("Only a running or scheduled campaign can be paused.")},
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         return self._respond(services.campaign_pause(campaign=self.get_object(), by=request.user))
 
-    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @extend_schema(
+        request=None, responses={200: CampaignSerializer, 409: conflict("Only a paused campaign can be resumed.")}
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         return self._respond(services.campaign_resume(campaign=self.get_object(), by=request.user))
 
-    @extend_schema(request=None, responses={200: CampaignSerializer})
+    @extend_schema(
+        request=None,
+        responses={200: CampaignSerializer, 409: conflict("A completed or cancelled campaign cannot be cancelled.")},
+    )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return self._respond(services.campaign_cancel(campaign=self.get_object(), by=request.user))
@@ -109,7 +130,13 @@ class CampaignViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
         services.campaign_test_send_queue(campaign=campaign, emails=body.validated_data["emails"])
         return Response(status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=AbWinnerSerializer, responses={200: CampaignSerializer})
+    @extend_schema(
+        request=AbWinnerSerializer,
+        responses={
+            200: CampaignSerializer,
+            409: conflict("No A/B test, or it is decided already, not started yet, or the campaign is not under way."),
+        },
+    )
     @action(detail=True, methods=["post"], url_path="ab-winner")
     def ab_winner(self, request, pk=None):
         """Pick the A/B test's winner by hand before the automatic decision: the held rest gets it."""
@@ -153,7 +180,13 @@ class MessageViewSet(TenantScopedViewMixin, mixins.ListModelMixin, mixins.Retrie
     filterset_class = MessageFilter
     lookup_value_regex = r"[0-9]+"
 
-    @extend_schema(request=None, responses={200: MessageSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: MessageSerializer,
+            409: conflict("Only a failed or unknown message of a campaign that was not cancelled can be resent."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def resend(self, request, pk=None):
         """Queue a failed or unknown message again (409 for any other status, or a cancelled campaign).
@@ -162,6 +195,9 @@ class MessageViewSet(TenantScopedViewMixin, mixins.ListModelMixin, mixins.Retrie
         return Response(MessageSerializer(self.get_queryset().get(pk=message.pk)).data)
 
 
+@extend_schema_view(
+    destroy=extend_schema(responses={204: None, 409: conflict("Campaigns still under way send from this domain.")}),
+)
 class SendingDomainViewSet(
     TenantScopedViewMixin,
     mixins.ListModelMixin,

@@ -234,7 +234,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "config.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "config.api.TenantAutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.schema.ApiAutoSchema",
     "DEFAULT_THROTTLE_RATES": {
         "login": env_str("THROTTLE_LOGIN_RATE", "30/min"),
         "register": env_str("THROTTLE_REGISTER_RATE", "10/hour"),

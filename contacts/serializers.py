@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.tenancy import TenantRelatedField
+from config.schema import JSON_OBJECT, SEGMENT_RULE
 from config.validation import BoundedDateTimeField, BoundedJSONField
 from contacts import hooks
 from contacts.models import (
@@ -26,6 +27,20 @@ from contacts.models import (
 from contacts.services import consent_clean
 
 MAX_IDS_PER_CALL = 10_000
+
+
+@extend_schema_field(JSON_OBJECT)
+class JSONObjectField(BoundedJSONField):
+    """A bounded JSON object (attributes, properties); other JSON values are refused by the serializer."""
+
+
+@extend_schema_field(SEGMENT_RULE)
+class SegmentRulesField(BoundedJSONField):
+    """Segment rules (contacts.segments), bounded in size; compiled and checked by the service."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_keys", SEGMENT_RULES_MAX_KEYS)
+        super().__init__(**kwargs)
 
 
 class TagSerializer(serializers.ModelSerializer):
@@ -74,7 +89,7 @@ class ContactSerializer(serializers.ModelSerializer):
     phone = serializers.CharField(max_length=40, required=False, allow_null=True, allow_blank=True)
     tags = TagNamesField(required=False, max_length=200)
     status = serializers.ChoiceField(choices=ContactStatus.choices, required=False)
-    attributes = BoundedJSONField(required=False)
+    attributes = JSONObjectField(required=False)
     consent = ConsentField(required=False)
 
     class Meta:
@@ -130,7 +145,7 @@ class MembersChangedSerializer(serializers.Serializer):
 
 
 class SegmentSerializer(serializers.ModelSerializer):
-    rules = BoundedJSONField(max_keys=SEGMENT_RULES_MAX_KEYS)
+    rules = SegmentRulesField()
 
     class Meta:
         model = Segment
@@ -139,7 +154,7 @@ class SegmentSerializer(serializers.ModelSerializer):
 
 
 class SegmentRulesSerializer(serializers.Serializer):
-    rules = BoundedJSONField(max_keys=SEGMENT_RULES_MAX_KEYS)
+    rules = SegmentRulesField()
 
 
 class ContactSampleSerializer(serializers.ModelSerializer):
@@ -180,7 +195,7 @@ class SuppressionSerializer(serializers.ModelSerializer):
 class EventSerializer(serializers.Serializer):
     contact = serializers.CharField(help_text="The contact's id or email address.", max_length=254)
     name = serializers.RegexField(EVENT_NAME_PATTERN, help_text=EVENT_NAME_HELP)
-    properties = BoundedJSONField(required=False, default=dict)
+    properties = JSONObjectField(required=False, default=dict)
     occurred_at = BoundedDateTimeField(required=False)
 
     def validate_name(self, value):
@@ -237,8 +252,10 @@ class ImportErrorSerializer(serializers.Serializer):
 class ImportJobSerializer(serializers.ModelSerializer):
     errors = serializers.SerializerMethodField(help_text="The first 100 bad lines; all of them at errors/.")
     progress = serializers.SerializerMethodField(help_text="Percent of rows read (0-100).")
-    tags = serializers.JSONField(source="tag_names", read_only=True)
-    list = serializers.UUIDField(source="contact_list_id", read_only=True)
+    tags = serializers.ListField(
+        child=serializers.CharField(), source="tag_names", read_only=True, help_text="Tags given to every contact."
+    )
+    list = serializers.UUIDField(source="contact_list_id", read_only=True, allow_null=True)
     event = serializers.CharField(source="event_name", read_only=True, help_text="Empty when the import records none.")
 
     class Meta:

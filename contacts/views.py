@@ -7,7 +7,7 @@ import django_filters
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from accounts.tenancy import Area, TenantScopedViewMixin
 from config.clientip import client_address
+from config.schema import conflict
 from contacts import selectors, services
 from contacts.models import Contact, ContactList, ContactStatus, ImportJob, Segment, Suppression, Tag
 from contacts.segments import compile_rules
@@ -180,6 +181,7 @@ class ContactListViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
                 name=serializer.validated_data["name"],
                 description=serializer.validated_data.get("description", ""),
             )
+        serializer.instance.subscribers = 0  # a new list has no members yet
 
     def perform_update(self, serializer):
         with self._unique_name(serializer):
@@ -263,6 +265,14 @@ class SegmentViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
         return self._preview(contacts.filter(compile_rules(body.validated_data["rules"])))
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={
+            204: None,
+            409: conflict("The suppression keeps an erased contact from being messaged; it cannot be lifted."),
+        }
+    ),
+)
 class SuppressionViewSet(
     TenantScopedViewMixin,
     mixins.ListModelMixin,

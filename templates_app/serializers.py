@@ -1,7 +1,30 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.tenancy import TenantRelatedField
+from config.schema import JSON_OBJECT
 from templates_app.models import Layout, MessageTemplate
+
+WHATSAPP_PARAMETERS_SCHEMA = {
+    "anyOf": [
+        {"type": "array", "items": {"type": "string"}},
+        {
+            "type": "object",
+            "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        },
+    ],
+    "description": 'Jinja per parameter: ["{{ contact.first_name }}", ...] or {"body": [...], "header": [...]}.',
+}
+
+
+@extend_schema_field(WHATSAPP_PARAMETERS_SCHEMA)
+class WhatsappParametersField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(JSON_OBJECT)
+class VariablesField(serializers.JSONField):
+    pass
 
 
 class LayoutSerializer(serializers.ModelSerializer):
@@ -13,6 +36,10 @@ class LayoutSerializer(serializers.ModelSerializer):
 
 class MessageTemplateSerializer(serializers.ModelSerializer):
     layout = TenantRelatedField(queryset=Layout.objects.all(), allow_null=True, required=False)
+    variables = VariablesField(
+        required=False, help_text="Default campaign variables, by name (letters, digits and _, not starting with _)."
+    )
+    whatsapp_parameters = WhatsappParametersField(required=False)
 
     class Meta:
         model = MessageTemplate
@@ -78,4 +105,4 @@ class PreviewSerializer(serializers.Serializer):
     html = serializers.CharField()
     text = serializers.CharField(help_text="The text part of an email, or the SMS body.")
     sms = SmsInfoSerializer(allow_null=True)
-    whatsapp_parameters = serializers.JSONField(allow_null=True)
+    whatsapp_parameters = WhatsappParametersField(allow_null=True)

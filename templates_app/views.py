@@ -1,11 +1,12 @@
 from dataclasses import asdict
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from accounts.tenancy import Area, HasOrganizationRole, TenantScopedViewMixin, allowed_roles, request_membership
+from config.schema import conflict
 from contacts.models import Contact
 from templates_app import rendering, selectors, services
 from templates_app.models import Layout, MessageTemplate
@@ -24,6 +25,9 @@ class ReadAccess(HasOrganizationRole):
         return request_membership(request).role in allowed_roles(view.permission_area, write=False)
 
 
+@extend_schema_view(
+    destroy=extend_schema(responses={204: None, 409: conflict("A campaign uses the template.")}),
+)
 class MessageTemplateViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     """Message templates for email, SMS and WhatsApp (Jinja2)."""
 
@@ -93,6 +97,12 @@ class TemplatePreviewView(TenantScopedViewMixin, generics.GenericAPIView):
         )
 
 
+@extend_schema_view(
+    partial_update=extend_schema(
+        responses={200: LayoutSerializer, 409: conflict("Templates or layouts name the layout: it cannot be renamed.")}
+    ),
+    destroy=extend_schema(responses={204: None, 409: conflict("A template or layout uses the layout.")}),
+)
 class LayoutViewSet(TenantScopedViewMixin, viewsets.ModelViewSet):
     """Reusable HTML layouts; a template's body fills their {% block content %}."""
 
