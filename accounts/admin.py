@@ -1,11 +1,114 @@
+"""Accounts in the admin, and the small pieces every back-office admin shares: autocomplete and
+multiple-choice widgets that treat a malformed id as an invalid choice (never a server error), the
+member's organization preselected on add forms, internal models shown to superusers only, and
+"View site" leading to the API documentation."""
+
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.db import transaction
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import connections, transaction
 
 from accounts import services
 from accounts.models import AuditEvent, Membership, Organization, Role, User
 from accounts.tenancy import Area, ReadOnlyAdminMixin, ServiceErrorsAdminMixin, TenantAdminMixin, admin_organization_ids
+
+# "View site" in the admin's header: the API documentation (the back office itself is the admin).
+admin.site.site_url = "/api/docs/"
+
+
+class SafeAutocompleteSelect(AutocompleteSelect):
+    """Django's autocomplete looks the submitted value up to show it again; a malformed id (junk
+    typed into the request) would fail that query. Only well-formed ids are looked up."""
+
+    def optgroups(self, name, value, attr=None):
+        target = self.field.remote_field.model._meta.get_field(
+            getattr(self.field.remote_field, "field_name", None) or self.field.remote_field.model._meta.pk.name
+        )
+        ranges = connections[self.db or "default"].ops.integer_field_ranges
+        low, high = ranges.get(target.get_internal_type(), (None, None))
+        valid = []
+        for item in value:
+            try:
+                parsed = target.to_python(item)
+            except (ValidationError, TypeError, ValueError, OverflowError):
+                continue
+            if isinstance(parsed, int) and not ((low is None or parsed >= low) and (high is None or parsed <= high)):
+                continue
+            valid.append(item)
+        return super().optgroups(name, valid, attr)
+
+
+class SafeModelMultipleChoiceField(forms.ModelMultipleChoiceField):
+    """A junk value (a number too large for the database) is an invalid choice, not a crash."""
+
+    def _check_values(self, value):
+        try:
+            return super()._check_values(value)
+        except OverflowError:
+            raise ValidationError(
+                self.error_messages["invalid_choice"], code="invalid_choice", params={"value": "?"}
+            ) from None
+
+
+class SafeWidgetsAdminMixin:
+    """Autocomplete and many-to-many fields that answer junk with a form error."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if "widget" not in kwargs and db_field.name in self.get_autocomplete_fields(request):
+            kwargs["widget"] = SafeAutocompleteSelect(db_field, self.admin_site, using=kwargs.get("using"))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        kwargs.setdefault("form_class", SafeModelMultipleChoiceField)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+def add_service_errors(form: forms.BaseForm, exc: ValidationError, aliases: dict[str, str] | None = None) -> None:
+    """Put a service's ValidationError on the form: a key naming a field (directly, through
+    `aliases`, or by the first part of a dotted path such as ``consent.sms`` or ``rules.all[0].op``)
+    goes to that field, anything else to the form's non-field errors with its path."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc.messages)
+        return
+    for key, field_messages in exc.message_dict.items():
+        head = key.split(".")[0].split("[")[0]
+        candidates = [(aliases or {}).get(key), key, key.replace(".", "_"), (aliases or {}).get(head), head]
+        field = next((name for name in candidates if name and name in form.fields), None)
+        if field is None:
+            form.add_error(None, [f"{key}: {message}" if key != "__all__" else message for message in field_messages])
+        else:
+            shown = field_messages if field == key else [f"{key}: {message}" for message in field_messages]
+            form.add_error(field, shown)
+
+
+def member_organization_id(request, allowed=None):
+    """The organization a staff member works in (their first membership), when they may write there."""
+    first = (
+        Membership.objects.filter(user=request.user)
+        .order_by("created_at", "id")
+        .values_list("organization_id", flat=True)
+        .first()
+    )
+    if first is None or (allowed is not None and first not in allowed):
+        return None
+    return first
+
+
+class OrganizationPreselectedMixin:
+    """Add forms start with the member's own organization chosen (a superuser without a membership
+    chooses). Put it before the tenant mixin."""
+
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if "organization" not in initial:
+            allowed = None if request.user.is_superuser else self._org_ids(request, write=True)
+            organization_id = member_organization_id(request, allowed)
+            if organization_id is not None:
+                initial["organization"] = organization_id
+        return initial
 
 
 def _copy_saved(target: Membership, saved: Membership) -> None:
@@ -32,7 +135,7 @@ class MembershipInlineForm(forms.ModelForm):
             self.fields["user"].disabled = True
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(SafeWidgetsAdminMixin, admin.TabularInline):
     """Members on the organization's page; saved through the same services as the API."""
 
     model = Membership
@@ -171,7 +274,7 @@ class MembershipAddForm(forms.ModelForm):
 
 
 @admin.register(Membership)
-class MembershipAdmin(TenantAdminMixin, admin.ModelAdmin):
+class MembershipAdmin(OrganizationPreselectedMixin, SafeWidgetsAdminMixin, TenantAdminMixin, admin.ModelAdmin):
     """Memberships, written through the same services as the members API: only an owner grants
     or takes away the owner role, and an organization keeps an owner."""
 
@@ -211,7 +314,7 @@ class MembershipAdmin(TenantAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(SafeWidgetsAdminMixin, DjangoUserAdmin):
     ordering = ["email"]
     list_display = ["email", "full_name", "is_staff", "is_superuser", "is_active", "date_joined"]
     search_fields = ["email", "full_name"]
@@ -272,3 +375,40 @@ class AuditEventAdmin(ReadOnlyAdminMixin, TenantAdminMixin, admin.ModelAdmin):
         "request_id",
     ]
     readonly_fields = fields
+
+
+class SuperuserOnlyAdminMixin:
+    """Internal machinery (periodic tasks, the token blacklist, permission groups): for superusers."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request, *args):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+
+INTERNAL_APP_LABELS = frozenset({"django_celery_beat", "token_blacklist"})
+
+
+def _superusers_only(site: admin.AdminSite) -> None:
+    for model, model_admin in list(site._registry.items()):
+        if model is not Group and model._meta.app_label not in INTERNAL_APP_LABELS:
+            continue
+        if isinstance(model_admin, SuperuserOnlyAdminMixin):
+            continue
+        base = type(model_admin)
+        site.unregister(model)
+        site.register(model, type(f"SuperuserOnly{base.__name__}", (SuperuserOnlyAdminMixin, base), {}))
+
+
+# Their apps come before this one in INSTALLED_APPS, so their admins are registered by now.
+_superusers_only(admin.site)

