@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django import forms
 from django.contrib import admin, messages
@@ -12,6 +14,7 @@ from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.widgets import RelatedFieldWidgetWrapper
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
@@ -30,20 +33,28 @@ from campaigns.forms import (
     STEP_PATH,
     WEEKDAYS,
     AbWinnerForm,
+    CampaignForm,
+    MessageFilterForm,
     Refusal,
     SendingPolicyForm,
     SequenceForm,
     StepForm,
     StepFormSet,
+    TestSendForm,
+    VariantForm,
+    VariantFormSet,
+    campaign_error_fields,
     error_paths,
     policy_refusal,
     sequence_refusal,
 )
 from campaigns.models import (
+    PENDING_STATUSES,
     Campaign,
     CampaignKind,
     CampaignStatus,
     CampaignVariant,
+    Channel,
     Enrollment,
     EnrollmentStatus,
     Message,
@@ -55,6 +66,8 @@ from campaigns.models import (
     SequenceStep,
 )
 from config.errors import DomainError
+from contacts.models import ContactList, Segment
+from templates_app.models import MessageTemplate
 
 
 class NotFoundAdminMixin:
@@ -66,71 +79,174 @@ class NotFoundAdminMixin:
 
 class VariantInline(admin.TabularInline):
     model = CampaignVariant
+    form = VariantForm
+    formset = VariantFormSet
     extra = 0
     fields = ["name", "template", "weight"]
+    verbose_name = "variant"
+    verbose_name_plural = "variants (A/B test, or a split of the audience by weight)"
+
+    def _campaign_admin(self):
+        return self.admin_site.get_model_admin(Campaign)
+
+    # The variants are part of the campaign: shown where it is, editable where it is (a draft).
+    def has_view_permission(self, request, obj=None):
+        return self._campaign_admin().has_view_permission(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        admin_ = self._campaign_admin()
+        return admin_.has_add_permission(request) if obj is None else admin_.has_change_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_add_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_add_permission(request, obj)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "template" and isinstance(getattr(formfield, "widget", None), RelatedFieldWidgetWrapper):
+            formfield.widget.can_delete_related = False  # a template is deleted on its own page
+        return formfield
+
+
+CAMPAIGN_STATE_FIELDS = [
+    "status",
+    "status_reason",
+    "template_version",
+    "recipients",
+    "excluded",
+    "message_counts",
+    "launched_at",
+    "completed_at",
+]
+# The workspace's buttons per status: (action, label); what is allowed is the services' decision.
+CAMPAIGN_BUTTONS = {
+    CampaignStatus.DRAFT: [("launch", "Launch")],
+    CampaignStatus.SCHEDULED: [("pause", "Pause"), ("cancel", "Cancel")],
+    CampaignStatus.RUNNING: [("pause", "Pause"), ("cancel", "Cancel")],
+    CampaignStatus.PAUSED: [("resume", "Resume"), ("cancel", "Cancel")],
+    CampaignStatus.COMPLETED: [],
+    CampaignStatus.CANCELLED: [],
+}
+CAMPAIGN_SERVICES = {
+    "launch": (services.campaign_launch, "launched"),
+    "pause": (services.campaign_pause, "paused"),
+    "resume": (services.campaign_resume, "resumed"),
+    "cancel": (services.campaign_cancel, "cancelled"),
+}
+LIVE_STATUSES = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+RESENDABLE = (MessageStatus.FAILED, MessageStatus.UNKNOWN)
+CANCELLABLE = (MessageStatus.PLANNED, MessageStatus.HELD, MessageStatus.QUEUED, MessageStatus.CLAIMED)
+RECIPIENTS_PER_PAGE = 100
+EXCLUSION_LABELS = {
+    "no_email": "no email address",
+    "no_phone": "no phone number",
+    "invalid_phone": "invalid phone number",
+    "unsubscribed": "unsubscribed",
+    "bounced": "bounced before",
+    "complained": "complained before",
+    "no_consent": "no consent for the channel",
+    "suppressed": "on the suppression list",
+    "excluded_tag": "has a tag left out",
+    "recently_contacted": "messaged recently",
+}
 
 
 @admin.register(Campaign)
 class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
+    """A broadcast campaign as a marketer's workspace: the configuration as widgets (the JSON stays the
+    storage), and buttons for a dry run, a test send and each status change, all through the services."""
+
     permission_area = Area.CAMPAIGNS
+    form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
     list_display = ["name", "organization", "channel", "status", "recipients", "launched_at", "created_at"]
     list_filter = ["status", "channel", "organization"]
     search_fields = ["name"]
     inlines = [VariantInline]
-    readonly_fields = [
-        "status",
-        "status_reason",
-        "template_version",
-        "recipients",
-        "excluded",
-        "message_counts",
-        "launched_at",
-        "completed_at",
-    ]
+    readonly_fields = [*CAMPAIGN_STATE_FIELDS]
     actions = ["dry_run", "launch", "pause", "resume", "cancel"]
-    fieldsets = [
-        (None, {"fields": ["organization", "name", "channel", "template", "variables"]}),
-        ("Audience", {"fields": ["audience"]}),
-        ("Cost", {"fields": ["budget"]}),
-        ("Schedule and throttling", {"fields": ["schedule", "throttle", "sending_domains", "followup", "ab_test"]}),
-        (
-            "State",
-            {
-                "fields": [
-                    "status",
-                    "status_reason",
-                    "template_version",
-                    "recipients",
-                    "excluded",
-                    "message_counts",
-                    "launched_at",
-                    "completed_at",
-                ]
-            },
-        ),
-    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [
+                (None, {"fields": ["organization", "name", "channel", "template", "variables_summary"]}),
+                ("Audience", {"fields": ["audience_summary"]}),
+                ("Cost", {"fields": ["budget"]}),
+                (
+                    "Schedule and sending",
+                    {"fields": ["schedule_summary", "throttle_summary", "domains_summary", "followup_summary"]},
+                ),
+                ("A/B test", {"fields": ["ab_summary"]}),
+                ("State", {"fields": CAMPAIGN_STATE_FIELDS}),
+            ]
+        fieldsets = [
+            (None, {"fields": ["organization", "name", "channel", "template", "variables_text"]}),
+            (
+                "Audience",
+                {
+                    "fields": [
+                        "audience_lists",
+                        "audience_tags",
+                        "audience_segment",
+                        "exclude_tags",
+                        "exclude_recent_days",
+                    ],
+                    "description": "Everyone in the lists, with the tags, or in the segment, minus those left out "
+                    "(and minus unsubscribed, bounced and suppressed contacts, always).",
+                },
+            ),
+            (
+                "Schedule",
+                {
+                    "fields": [
+                        ("start_date", "start_time"),
+                        "schedule_timezone",
+                        "window_days",
+                        ("window_start", "window_end"),
+                        "holidays",
+                        "recipient_timezone",
+                    ]
+                },
+            ),
+            (
+                "Throttle",
+                {"fields": ["per_domain_interval_minutes", "max_per_hour", "per_recipient_domain_per_minute"]},
+            ),
+            ("Sending domains", {"fields": ["domains"]}),
+            (
+                "Follow-up",
+                {"fields": ["followup_enabled", "followup_days", "followup_criterion", "followup_template"]},
+            ),
+            (
+                "A/B test",
+                {"fields": ["ab_enabled", "ab_test_percent", "ab_metric", "ab_wait_hours", "ab_on_no_winner"]},
+            ),
+            ("Cost", {"fields": ["budget"]}),
+        ]
+        if obj is not None:
+            fieldsets.append(("State", {"fields": CAMPAIGN_STATE_FIELDS}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["organization", *CAMPAIGN_STATE_FIELDS]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
+        if request.user.is_superuser:
+            return form
+        return type(form.__name__, (form,), {"organization_ids": self._org_ids(request, write=True)})
 
-        class CampaignForm(form):
-            def _post_clean(self):
-                super()._post_clean()
-                if self.errors:
-                    return
-                # The service's checks, shown on the form rather than raised from save_model.
-                try:
-                    services.campaign_check(campaign=self.instance)
-                except ValidationError as exc:
-                    for key, problems in exc.message_dict.items():
-                        root = key.split(".")[0].split("[")[0]
-                        field = root if root in self.fields else None
-                        self.add_error(
-                            field, [problem if field == key else f"{key}: {problem}" for problem in problems]
-                        )
-
-        return CampaignForm
+    def get_changeform_initial_data(self, request):
+        initial = super().get_changeform_initial_data(request)
+        if not request.user.is_superuser:
+            writable = self._org_ids(request, write=True)
+            if len(writable) == 1:
+                initial.setdefault("organization", writable[0])
+        return initial
 
     def get_queryset(self, request):
         # A sequence's own campaign is reached through its sequence, not listed among broadcasts.
@@ -146,12 +262,70 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
             obj.created_by = request.user
         services.campaign_save(campaign=obj, by=request.user)
 
+    # --- what a launched campaign's page shows instead of the widgets ---
+
     @admin.display(description="Messages by status")
     def message_counts(self, obj):
         if not obj.pk:
             return "-"
-        rows = Message.objects.filter(campaign=obj).values("status").annotate(n=Count("id")).order_by("status")
-        return ", ".join(f"{MessageStatus(r['status']).label}: {r['n']}" for r in rows) or "no messages yet"
+        counts = _status_counts(obj)
+        return ", ".join(f"{MessageStatus(s).label}: {n}" for s, n in sorted(counts.items())) or "no messages yet"
+
+    @admin.display(description="Template variables")
+    def variables_summary(self, obj):
+        variables = obj.variables if isinstance(obj.variables, dict) else {}
+        return "; ".join(f"{key} = {value}" for key, value in variables.items()) or "-"
+
+    @admin.display(description="Audience")
+    def audience_summary(self, obj):
+        return _audience_text(obj)
+
+    @admin.display(description="Schedule")
+    def schedule_summary(self, obj):
+        return _schedule_text(obj)
+
+    @admin.display(description="Throttle")
+    def throttle_summary(self, obj):
+        throttle = obj.throttle if isinstance(obj.throttle, dict) else {}
+        parts = [
+            f"{throttle[key]} {unit}"
+            for key, unit in (
+                ("per_domain_interval_minutes", "minutes between messages from one sending domain"),
+                ("max_per_hour", "messages per hour at most"),
+                ("per_recipient_domain_per_minute", "messages per minute to one recipient domain at most"),
+            )
+            if throttle.get(key)
+        ]
+        return "; ".join(parts) or "no limit"
+
+    @admin.display(description="Sending domains")
+    def domains_summary(self, obj):
+        return ", ".join(obj.sending_domains or []) or "the template's or the organization's sender"
+
+    @admin.display(description="Follow-up")
+    def followup_summary(self, obj):
+        followup = obj.followup if isinstance(obj.followup, dict) else {}
+        if not followup.get("enabled"):
+            return "none"
+        template = MessageTemplate.objects.filter(
+            organization_id=obj.organization_id, pk=_uuid(followup.get("template"))
+        ).first()
+        who = "did not click" if followup.get("criterion") == "not_clicked" else "did not open"
+        return f"{template or '?'} after {followup.get('days')} days, to those who {who}"
+
+    @admin.display(description="A/B test")
+    def ab_summary(self, obj):
+        ab_test = obj.ab_test if isinstance(obj.ab_test, dict) else {}
+        if not ab_test:
+            return "none"
+        fraction = ab_test.get("test_fraction") or 0
+        return (
+            f"{fraction:.0%} of the audience, winner by {AB_METRICS.get(ab_test.get('metric'), ab_test.get('metric'))} "
+            f"after {ab_test.get('wait_hours')} hours; without a significant winner: "
+            f"{'split by weight' if ab_test.get('on_no_winner') == 'split' else 'the first variant'}"
+        )
+
+    # --- list actions (the page's buttons do the same, one campaign at a time, with a confirmation) ---
 
     def _each(self, request, queryset, service, done: str):
         _apply_each(self, request, queryset, lambda c: service(campaign=c, by=request.user), lambda c: c.name, done)
@@ -161,14 +335,15 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
         for campaign in queryset:
             try:
                 result = services.campaign_dry_run(campaign=campaign)
-            except ValidationError as exc:
-                self.message_user(request, f"{campaign.name}: {'; '.join(exc.messages)}", messages.ERROR)
+            except (ValidationError, DomainError) as exc:
+                self.message_user(request, f"{campaign.name}: {_describe(exc)}", messages.ERROR)
                 continue
+            zone = _campaign_zone(campaign)
             self.message_user(
                 request,
-                f"{campaign.name}: {result['recipients']} recipients, first send {result['first_send_at']}, "
-                f"last send {result['last_send_at']}, excluded {result['excluded']}, "
-                f"per sending domain {result['per_domain']}, per day {result['per_day']}",
+                f"{campaign.name}: {result['recipients']} recipients; first send "
+                f"{_local(result['first_send_at'], zone)}, last send {_local(result['last_send_at'], zone)}. "
+                "The campaign's page has the full dry run.",
             )
 
     @admin.action(description="Launch")
@@ -187,26 +362,50 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
     def cancel(self, request, queryset):
         self._each(request, queryset, services.campaign_cancel, "cancelled")
 
-    # --- the A/B test: its figures on the page, and a marketer's pick of the winner ---
+    # --- the workspace: pages and buttons around one campaign ---
 
     def get_urls(self):
+        def view(function, suffix: str, route: str):
+            return path(route, self.admin_site.admin_view(function), name=f"campaigns_campaign_{suffix}")
+
         return [
-            path(
-                "<path:object_id>/ab-winner/",
-                self.admin_site.admin_view(self.ab_winner_view),
-                name="campaigns_campaign_ab_winner",
-            ),
-            path(
-                "<path:object_id>/budget/",
-                self.admin_site.admin_view(self.budget_view),
-                name="campaigns_campaign_budget",
-            ),
+            view(self.ab_winner_view, "ab_winner", "<path:object_id>/ab-winner/"),
+            view(self.budget_view, "budget", "<path:object_id>/budget/"),
+            view(self.dry_run_view, "dry_run", "<path:object_id>/dry-run/"),
+            view(self.test_send_view, "test_send", "<path:object_id>/test-send/"),
+            view(self.figures_view, "figures", "<path:object_id>/figures/"),
+            view(self.recipients_view, "recipients", "<path:object_id>/recipients/"),
+            view(self.resend_view, "resend", "<path:object_id>/recipients/<int:message_id>/resend/"),
+            view(self.status_view, "status", "<path:object_id>/status/<str:action>/"),
             *super().get_urls(),
         ]
 
     def _may_run(self, request, campaign: Campaign) -> bool:
         """Whether the staff member may act on this campaign once launched (its form is read-only then)."""
         return super().has_change_permission(request, campaign)
+
+    def _campaign(self, request, object_id, *, act: bool = False) -> Campaign:
+        """The campaign the staff member may see (404 otherwise); with `act`, one they may run (403)."""
+        campaign = self.get_object(request, unquote(object_id))
+        if campaign is None:
+            raise Http404("No campaign with this id.")
+        if act and not self._may_run(request, campaign):
+            raise PermissionDenied
+        return campaign
+
+    def _page(self, request, campaign: Campaign, template: str, title: str, **context) -> TemplateResponse:
+        return TemplateResponse(
+            request,
+            f"admin/campaigns/campaign/{template}",
+            {
+                **self.admin_site.each_context(request),
+                "title": title,
+                "opts": self.opts,
+                "campaign": campaign,
+                "change_url": reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+                **context,
+            },
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         campaign = self.get_object(request, unquote(object_id))
@@ -215,7 +414,172 @@ class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
             extra["ab"] = _ab_panel(campaign, may_pick=self._may_run(request, campaign))
         if campaign is not None:
             extra["analytics"] = self._analytics_panel(request, campaign)
+            extra["workspace"] = self._workspace(request, campaign)
         return super().change_view(request, object_id, form_url, extra)
+
+    def _workspace(self, request, campaign: Campaign) -> dict[str, Any]:
+        may_run = self._may_run(request, campaign)
+        draft = campaign.status == CampaignStatus.DRAFT
+        buttons = []
+        if draft and may_run:  # as in the API, a dry run is for those who may launch
+            buttons.append({"label": "Dry run", "url": reverse("admin:campaigns_campaign_dry_run", args=[campaign.pk])})
+        if draft and may_run and campaign.channel == Channel.EMAIL:
+            buttons.append(
+                {"label": "Send a test", "url": reverse("admin:campaigns_campaign_test_send", args=[campaign.pk])}
+            )
+        if may_run:
+            buttons += [
+                {"label": label, "url": reverse("admin:campaigns_campaign_status", args=[campaign.pk, action])}
+                for action, label in CAMPAIGN_BUTTONS[campaign.status]
+            ]
+        return {
+            "buttons": buttons,
+            "figures": _figures(campaign),
+            "figures_url": reverse("admin:campaigns_campaign_figures", args=[campaign.pk]),
+            "recipients_url": None if draft else reverse("admin:campaigns_campaign_recipients", args=[campaign.pk]),
+        }
+
+    def figures_view(self, request, object_id):
+        """The figures panel alone, for the page's polling while the campaign runs."""
+        campaign = self._campaign(request, object_id)
+        return TemplateResponse(
+            request, "admin/campaigns/campaign/figures.html", {"workspace": self._workspace(request, campaign)}
+        )
+
+    def dry_run_view(self, request, object_id):
+        """What launching now would do: recipients, exclusions, per day (with a chart) and per domain."""
+        campaign = self._campaign(request, object_id, act=True)
+        try:
+            result = services.campaign_dry_run(campaign=campaign)
+        except (ValidationError, DomainError) as exc:
+            return self._page(request, campaign, "dry_run.html", f"Dry run of {campaign.name}", problems=_lines(exc))
+        return self._page(
+            request, campaign, "dry_run.html", f"Dry run of {campaign.name}", dry_run=_dry_run_display(campaign, result)
+        )
+
+    def test_send_view(self, request, object_id):
+        """GET: the addresses form; POST: queue the test through the service, its refusal on the form."""
+        campaign = self._campaign(request, object_id, act=True)
+        form = TestSendForm(request.POST or None)
+        problems: list[str] = []
+        if request.method == "POST" and form.is_valid():
+            try:
+                sent_to = services.campaign_test_send_queue(campaign=campaign, emails=form.addresses())
+            except (ValidationError, DomainError) as exc:
+                for key, texts in error_paths(exc).items():
+                    if key == "emails":
+                        form.add_error("emails", texts)
+                    else:
+                        problems += texts
+            else:
+                self.message_user(
+                    request, f"{campaign.name}: a test is on its way to {', '.join(sent_to)}.", messages.SUCCESS
+                )
+                return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+        return self._page(
+            request,
+            campaign,
+            "test_send.html",
+            f"Send a test of {campaign.name}",
+            form=form,
+            problems=problems,
+            action_url=reverse("admin:campaigns_campaign_test_send", args=[campaign.pk]),
+        )
+
+    def status_view(self, request, object_id, action):
+        """GET: what the change would do (for a launch, the dry run's recipients and send times) and a
+        confirm button; POST: the change, through the service, its refusal a message on the page."""
+        if action not in CAMPAIGN_SERVICES:
+            raise Http404("No such action.")
+        campaign = self._campaign(request, object_id, act=True)
+        page = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+        service, done = CAMPAIGN_SERVICES[action]
+        if request.method == "POST":
+            try:
+                service(campaign=campaign, by=request.user)
+            except (ValidationError, DomainError) as exc:
+                self.message_user(request, f"{campaign.name}: {_describe(exc)}", messages.ERROR)
+            else:
+                self.message_user(request, f"{campaign.name}: {done}.", messages.SUCCESS)
+            return HttpResponseRedirect(page)
+        context: dict[str, Any] = {"action": action, "action_label": action.capitalize(), "problems": []}
+        if action == "launch":
+            try:
+                context["dry_run"] = _dry_run_display(campaign, services.campaign_dry_run(campaign=campaign))
+                # What the launch itself checks beyond a dry run (an audience, a template, verified senders).
+                services.campaign_validate(campaign=campaign, for_launch=True)
+                services.campaign_check_senders(campaign=campaign)
+            except (ValidationError, DomainError) as exc:
+                context["problems"] = _lines(exc)
+        else:
+            counts = _status_counts(campaign)
+            context["queued"] = counts.get(MessageStatus.QUEUED, 0)
+            context["cancellable"] = sum(counts.get(status, 0) for status in CANCELLABLE)
+            context["pending"] = sum(counts.get(status, 0) for status in PENDING_STATUSES)
+        return self._page(
+            request,
+            campaign,
+            "status_confirm.html",
+            f"{action.capitalize()} {campaign.name}?",
+            action_url=reverse("admin:campaigns_campaign_status", args=[campaign.pk, action]),
+            **context,
+        )
+
+    def recipients_view(self, request, object_id):
+        """The campaign's messages: filter by status, search by address, a page at a time; failed and
+        unknown ones can be resent."""
+        campaign = self._campaign(request, object_id)
+        filters = MessageFilterForm(request.GET or None)
+        rows = Message.objects.filter(campaign=campaign).select_related("variant").order_by("id")
+        if filters.is_valid():
+            if filters.cleaned_data["status"] is not None:
+                rows = rows.filter(status=filters.cleaned_data["status"])
+            if filters.cleaned_data["q"]:
+                rows = rows.filter(to_address__icontains=filters.cleaned_data["q"].strip())
+        page = Paginator(rows, RECIPIENTS_PER_PAGE).get_page(request.GET.get("page"))
+        may_resend = self._may_run(request, campaign)
+        query = request.GET.copy()
+        query.pop("page", None)
+        return self._page(
+            request,
+            campaign,
+            "recipients.html",
+            f"Recipients of {campaign.name}",
+            filters=filters,
+            page=page,
+            query=query.urlencode(),
+            messages_shown=[
+                {
+                    "message": message,
+                    "status": MessageStatus(message.status).label,
+                    "resend_url": reverse("admin:campaigns_campaign_resend", args=[campaign.pk, message.pk])
+                    if may_resend and message.status in RESENDABLE
+                    else None,
+                }
+                for message in page.object_list
+            ],
+            next_url=request.get_full_path(),
+        )
+
+    def resend_view(self, request, object_id, message_id):
+        """POST: send a failed or unknown message again (the service decides), back to the list."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        campaign = self._campaign(request, object_id, act=True)
+        message = Message.objects.filter(campaign=campaign, pk=message_id).first()
+        if message is None:
+            raise Http404("No message with this id in this campaign.")
+        try:
+            services.message_resend(message=message, by=request.user)
+        except (ValidationError, DomainError) as exc:
+            self.message_user(request, f"{message.to_address}: {_describe(exc)}", messages.ERROR)
+        else:
+            self.message_user(request, f"{message.to_address}: queued to be sent again.", messages.SUCCESS)
+        back = request.POST.get("next", "")
+        recipients = reverse("admin:campaigns_campaign_recipients", args=[campaign.pk])
+        return HttpResponseRedirect(back if back.startswith(recipients) else recipients)
+
+    # --- analytics, the budget and the A/B winner ---
 
     def _analytics_panel(self, request, campaign: Campaign) -> dict[str, Any]:
         """What the page needs for the campaign's analytics (KPIs, rates, revenue, budget and ROI, the daily
@@ -336,6 +700,138 @@ def _ab_panel(campaign: Campaign, *, may_pick: bool) -> dict[str, Any]:
         "may_pick": may_pick and not decided and campaign.status in AB_PICKABLE,
         "pick_url": reverse("admin:campaigns_campaign_ab_winner", args=[campaign.pk]),
     }
+
+
+def _uuid(value):
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _lines(exc: ValidationError | DomainError) -> list[str]:
+    """A service's refusal as sentences naming their field, for a page that has no widgets for them."""
+    return [
+        problem if key in (NON_FIELD_ERRORS, None) else f"{CAMPAIGN_FIELD_NAMES.get(key, key)}: {problem}"
+        for key, problems in campaign_error_fields(exc).items()
+        for problem in problems
+    ]
+
+
+CAMPAIGN_FIELD_NAMES = {name: CampaignForm.base_fields[name].label for name in CampaignForm.base_fields}
+
+
+def _campaign_zone(campaign: Campaign) -> ZoneInfo:
+    schedule = campaign.schedule if isinstance(campaign.schedule, dict) else {}
+    for name in (schedule.get("timezone"), campaign.organization.timezone, "UTC"):
+        try:
+            return ZoneInfo(name)
+        except (TypeError, ValueError, ZoneInfoNotFoundError):
+            continue
+    return ZoneInfo("UTC")
+
+
+def _local(value: str | None, zone: ZoneInfo) -> str:
+    """An ISO date-time from a service as the campaign's local time, with its zone named."""
+    if not value:
+        return "-"
+    return f"{datetime.fromisoformat(value).astimezone(zone):%Y-%m-%d %H:%M} ({zone.key})"
+
+
+def _dry_run_display(campaign: Campaign, result: dict[str, Any]) -> dict[str, Any]:
+    """The dry run's figures shaped for the page: local times, labelled exclusions, rows per day and domain."""
+    zone = _campaign_zone(campaign)
+    cost = result.get("estimated_cost")
+    return {
+        "recipients": result["recipients"],
+        "first_send_at": _local(result["first_send_at"], zone),
+        "last_send_at": _local(result["last_send_at"], zone),
+        "excluded": [
+            {"reason": EXCLUSION_LABELS.get(reason, reason.replace("_", " ")), "count": count}
+            for reason, count in result["excluded"].items()
+        ],
+        "excluded_total": sum(result["excluded"].values()),
+        "per_day": result["per_day"],
+        "per_domain": result["per_domain"],
+        "cost": cost,
+        "timezone": zone.key,
+    }
+
+
+def _status_counts(campaign: Campaign) -> dict[int, int]:
+    """Messages of the campaign by status, in one GROUP BY."""
+    rows = Message.objects.filter(campaign=campaign).values("status").annotate(n=Count("id")).order_by()
+    return {row["status"]: row["n"] for row in rows}
+
+
+SENT_OR_LATER = (
+    MessageStatus.SENT,
+    MessageStatus.DELIVERED,
+    MessageStatus.OPENED,
+    MessageStatus.CLICKED,
+    MessageStatus.BOUNCED,
+    MessageStatus.COMPLAINED,
+)
+
+
+def _figures(campaign: Campaign) -> dict[str, Any]:
+    """The live panel's figures: status, recipients, and messages by status."""
+    counts = _status_counts(campaign)
+    zone = _campaign_zone(campaign)
+    return {
+        "status": campaign.get_status_display(),
+        "status_value": campaign.status,
+        "status_reason": campaign.status_reason,
+        "live": campaign.status in LIVE_STATUSES,
+        "recipients": campaign.recipients,
+        "starts_at": campaign.starts_at.astimezone(zone).strftime("%Y-%m-%d %H:%M") if campaign.starts_at else None,
+        "timezone": zone.key,
+        "pending": sum(counts.get(status, 0) for status in PENDING_STATUSES),
+        "sent": sum(counts.get(status, 0) for status in SENT_OR_LATER),
+        "problems": sum(counts.get(status, 0) for status in RESENDABLE),
+        "failed_status": MessageStatus.FAILED.value,
+        "by_status": [{"value": s, "label": MessageStatus(s).label, "count": n} for s, n in sorted(counts.items())],
+    }
+
+
+def _audience_text(campaign: Campaign) -> str:
+    audience = campaign.audience if isinstance(campaign.audience, dict) else {}
+    org = campaign.organization_id
+    parts = []
+    list_ids = [pk for pk in map(_uuid, audience.get("lists") or []) if pk]
+    if list_ids:
+        names = ContactList.objects.filter(organization_id=org, pk__in=list_ids).values_list("name", flat=True)
+        parts.append("lists: " + ", ".join(sorted(names)))
+    if audience.get("tags"):
+        parts.append("tags: " + ", ".join(map(str, audience["tags"])))
+    segment = _uuid(audience.get("segment"))
+    if segment:
+        found = Segment.objects.filter(organization_id=org, pk=segment).values_list("name", flat=True).first()
+        parts.append(f"segment: {found or '?'}")
+    if audience.get("exclude_tags"):
+        parts.append("leaving out tags: " + ", ".join(map(str, audience["exclude_tags"])))
+    if audience.get("exclude_recent_days"):
+        parts.append(f"leaving out contacts messaged in the last {audience['exclude_recent_days']} days")
+    return "; ".join(parts) or "nobody chosen"
+
+
+def _schedule_text(campaign: Campaign) -> str:
+    schedule = campaign.schedule if isinstance(campaign.schedule, dict) else {}
+    zone = _campaign_zone(campaign)
+    parts = [f"starts {_local(schedule['start_at'], zone)}" if schedule.get("start_at") else "starts at launch"]
+    parts.append(f"time zone {zone.key}")
+    window = schedule.get("window") if isinstance(schedule.get("window"), dict) else None
+    if window:
+        days = dict(WEEKDAYS)
+        named = ", ".join(days[d][:3] for d in window.get("days") or range(7) if d in days)
+        parts.append(f"{named} {window.get('start')}-{window.get('end')}")
+    else:
+        parts.append("any day, any time")
+    if schedule.get("holidays"):
+        parts.append("holidays: " + ", ".join(map(str, schedule["holidays"])))
+    if schedule.get("recipient_timezone"):
+        parts.append("in each recipient's time zone")
+    return "; ".join(parts)
 
 
 @admin.register(SendingDomain)
