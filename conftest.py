@@ -27,7 +27,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from config.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parent
-WORKER_QUEUES = "default,dispatch,send,events,analytics"
+WORKER_QUEUES = "default,dispatch,send,events,analytics,webhooks"
 
 
 def set_tasks_eager(eager: bool) -> None:
@@ -278,6 +278,7 @@ def start_worker(transactional_db) -> Iterator[Callable[..., WorkerProcess]]:
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "SECRET_KEY": settings.SECRET_KEY,
             "LOG_FORMAT": "text",
+            "LOG_PERIODIC_TASKS": "1",  # tests wait for beat tasks' "succeeded" lines
             **(env or {}),
         }
         if settings.CELERY_BROKER_URL.startswith("filesystem://"):

@@ -41,6 +41,14 @@ app.conf.beat_schedule = {
         "schedule": float(os.environ.get("ANALYTICS_ROLLUP_INTERVAL_SECONDS") or 60),
     },
     "analytics.prune": {"task": "analytics.prune", "schedule": 24 * 3600},
+    "webhooks.fanout": {
+        "task": "webhooks.fanout",
+        "schedule": float(os.environ.get("WEBHOOKS_FANOUT_INTERVAL_SECONDS") or 10),
+    },
+    "webhooks.deliver": {
+        "task": "webhooks.deliver",
+        "schedule": float(os.environ.get("WEBHOOKS_DELIVER_INTERVAL_SECONDS") or 5),
+    },
     "accounts.flush-expired-tokens": {
         "task": "accounts.flush_expired_tokens",
         "schedule": 24 * 3600,

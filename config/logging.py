@@ -77,7 +77,12 @@ class PeriodicTaskNoiseFilter(logging.Filter):
 def keep_django_logging_in_celery(**_kwargs) -> None:
     """Celery's `setup_logging` hook: with a receiver connected, Celery leaves logging as Django's
     LOGGING set it (one JSON object per line), instead of its own text format; the worker's
-    handlers drop the periodic-task noise."""
+    handlers drop the periodic-task noise unless LOG_PERIODIC_TASKS is on (tests that wait for a
+    beat task's "succeeded" line turn it on)."""
+    from django.conf import settings
+
+    if getattr(settings, "LOG_PERIODIC_TASKS", False):
+        return
     noise = PeriodicTaskNoiseFilter()
     for handler in logging.getLogger().handlers:
         handler.addFilter(noise)

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "tracking",
     "analytics",
     "callbacks",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -325,13 +326,15 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540)
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "dispatch", "send", "events", "analytics")]
+CELERY_TASK_QUEUES = [Queue(name) for name in ("default", "dispatch", "send", "events", "analytics", "webhooks")]
 CELERY_TASK_ROUTES = {
     # Task names are "<app>.<area>.<task>"; routes are by that module prefix.
     "campaigns.dispatch.*": {"queue": "dispatch"},
     "campaigns.send.*": {"queue": "send"},
     "tracking.*": {"queue": "events"},
     "analytics.*": {"queue": "analytics"},
+    # Outgoing webhooks wait on customers' servers: their own queue, so a slow receiver delays nothing else.
+    "webhooks.*": {"queue": "webhooks"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 
@@ -376,6 +379,29 @@ EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 400)
 # A conversion without a campaign or message goes to the contact's last clicked (else opened) message
 # within this many days.
 CONVERSION_ATTRIBUTION_DAYS = env_int("CONVERSION_ATTRIBUTION_DAYS", 7)
+
+# --- Outgoing webhooks ---------------------------------------------------------------
+
+# Endpoints resolving to private, loopback, link-local or reserved addresses are refused (SSRF)
+# unless this is on (development, or receivers on the same private network).
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+# Seconds one POST may take; deliveries claimed per batch and POSTed at once; the run's time budget.
+WEBHOOKS_TIMEOUT_SECONDS = env_int("WEBHOOKS_TIMEOUT_SECONDS", 10)
+WEBHOOKS_DELIVERY_BATCH = env_int("WEBHOOKS_DELIVERY_BATCH", 50)
+WEBHOOKS_CONCURRENCY = env_int("WEBHOOKS_CONCURRENCY", 10)
+WEBHOOKS_DELIVER_SECONDS = env_int("WEBHOOKS_DELIVER_SECONDS", 45)
+# A claimed delivery is sent again after this long when its worker died before recording the answer.
+WEBHOOKS_LEASE_SECONDS = env_int("WEBHOOKS_LEASE_SECONDS", 300)
+if WEBHOOKS_LEASE_SECONDS <= WEBHOOKS_TIMEOUT_SECONDS * 2:
+    raise ImproperlyConfigured("WEBHOOKS_LEASE_SECONDS must be well above WEBHOOKS_TIMEOUT_SECONDS")
+# How often beat turns new events into deliveries and delivers, and the fan-out's time budget.
+WEBHOOKS_FANOUT_INTERVAL_SECONDS = env_int("WEBHOOKS_FANOUT_INTERVAL_SECONDS", 10)
+WEBHOOKS_DELIVER_INTERVAL_SECONDS = env_int("WEBHOOKS_DELIVER_INTERVAL_SECONDS", 5)
+WEBHOOKS_FANOUT_SECONDS = env_int("WEBHOOKS_FANOUT_SECONDS", 30)
+# An endpoint is disabled once every attempt failed for this many hours (0: never), or after this
+# many failed attempts in a row (0, the default: no count limit).
+WEBHOOKS_DISABLE_AFTER_HOURS = env_int("WEBHOOKS_DISABLE_AFTER_HOURS", 24)
+WEBHOOKS_DISABLE_AFTER_FAILURES = env_int("WEBHOOKS_DISABLE_AFTER_FAILURES", 0)
 
 # --- Email ------------------------------------------------------------------
 
@@ -464,6 +490,8 @@ if not DEBUG:
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOG_FORMAT = env_str("LOG_FORMAT", "text" if DEBUG else "json")
+# Workers leave out the INFO lines of beat's periodic tasks (sent, received, succeeded) unless this is on.
+LOG_PERIODIC_TASKS = env_bool("LOG_PERIODIC_TASKS", False)
 if LOG_FORMAT not in {"json", "text"}:
     raise ImproperlyConfigured(f"LOG_FORMAT must be json or text, got {LOG_FORMAT!r}")
 LOGGING = {

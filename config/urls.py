@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("callbacks.urls")),
     path("", include("tracking.urls")),
     path("", include("analytics.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [

@@ -143,7 +143,7 @@ class TemplateVersion(TenantModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.template_id} v{self.number}"
+        return f"{self.template.name} v{self.number}"
 
     def save(self, *args, **kwargs):
         # A version is evidence of what was sent: it is written once.

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # Lower layers never import higher ones (an import within a layer would need its own reason).
-LAYERS = ("accounts", "contacts", "templates_app", "campaigns", "tracking", "callbacks", "analytics")
+LAYERS = ("accounts", "contacts", "templates_app", "campaigns", "tracking", "callbacks", "analytics", "webhooks")
 APPS = frozenset(LAYERS)
 
 # (importing module, imported module): why a lower app may import it. Each imported module here is

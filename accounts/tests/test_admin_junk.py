@@ -20,7 +20,7 @@ from templates_app.tests.factories import LayoutFactory, MessageTemplateFactory
 
 pytestmark = pytest.mark.django_db
 
-APPS = ("accounts", "contacts", "templates_app", "callbacks")
+APPS = ("accounts", "contacts", "templates_app", "campaigns", "tracking", "analytics", "callbacks")
 KEEP_SUFFIXES = ("-TOTAL_FORMS", "-INITIAL_FORMS", "-MIN_NUM_FORMS", "-MAX_NUM_FORMS")
 JUNK_TEXTS = [
     "junk",
