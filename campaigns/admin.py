@@ -23,6 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from accounts.admin import OrganizationPreselectedMixin
 from accounts.tenancy import Area, TenantModelAdmin
 from campaigns import ab, selectors, sequences, services
 from campaigns.forms import (
@@ -154,7 +155,7 @@ EXCLUSION_LABELS = {
 
 
 @admin.register(Campaign)
-class CampaignAdmin(NotFoundAdminMixin, TenantModelAdmin):
+class CampaignAdmin(NotFoundAdminMixin, OrganizationPreselectedMixin, TenantModelAdmin):
     """A broadcast campaign as a marketer's workspace: the configuration as widgets (the JSON stays the
     storage), and buttons for a dry run, a test send and each status change, all through the services."""
 
@@ -835,7 +836,7 @@ def _schedule_text(campaign: Campaign) -> str:
 
 
 @admin.register(SendingDomain)
-class SendingDomainAdmin(TenantModelAdmin):
+class SendingDomainAdmin(OrganizationPreselectedMixin, TenantModelAdmin):
     """The organization's sending domains; verified through DNS, or confirmed by the platform operator."""
 
     permission_area = Area.ORGANIZATION
@@ -1075,7 +1076,7 @@ STATUS_SERVICES = {
 
 
 @admin.register(Sequence)
-class SequenceAdmin(RefusalAdminMixin, TenantModelAdmin):
+class SequenceAdmin(RefusalAdminMixin, OrganizationPreselectedMixin, TenantModelAdmin):
     """Drip sequences: trigger, settings and steps as plain widgets, saved through `sequences.sequence_save`."""
 
     permission_area = Area.CAMPAIGNS
@@ -1409,7 +1410,7 @@ class EnrollmentAdmin(NotFoundAdminMixin, TenantModelAdmin):
 
 
 @admin.register(SendingPolicy)
-class SendingPolicyAdmin(RefusalAdminMixin, TenantModelAdmin):
+class SendingPolicyAdmin(RefusalAdminMixin, OrganizationPreselectedMixin, TenantModelAdmin):
     """Business hours and the frequency cap of an organization, saved through `sequences.sending_policy_save`.
     Organization-wide rules: owners and admins change them, as through the API."""
 

@@ -151,7 +151,7 @@ class ContactTag(models.Model):
         indexes = [models.Index(fields=["tag", "contact"], name="contacts_contacttag_tag")]
 
     def __str__(self) -> str:
-        return f"{self.contact_id} has {self.tag_id}"
+        return f"{self.contact} tagged {self.tag}"
 
 
 class ContactList(TenantModel):
@@ -188,7 +188,7 @@ class ListMembership(models.Model):
         indexes = [models.Index(fields=["contact", "contact_list"], name="contacts_listmember_contact")]
 
     def __str__(self) -> str:
-        return f"{self.contact_id} on {self.contact_list_id}"
+        return f"{self.contact} on {self.contact_list}"
 
 
 class Segment(TenantModel):

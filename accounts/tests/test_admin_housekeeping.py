@@ -57,6 +57,8 @@ def test_add_forms_start_with_the_members_organization(client):
         "/admin/contacts/contactlist/add/",
         "/admin/templates_app/messagetemplate/add/",
         "/admin/contacts/suppression/add/",
+        "/admin/campaigns/campaign/add/",
+        "/admin/campaigns/sequence/add/",
     ):
         page = client.get(url)
         assert page.status_code == 200, url

@@ -347,3 +347,5 @@ def test_tag_and_list_rows_show_no_raw_ids(client):
     assert f"{contact.pk} on {contact_list.pk}" not in html
     assert "vip</option>" in html
     assert "News</option>" in html
+    assert str(contact.tag_links.get()) == f"{contact} tagged vip"
+    assert str(contact.list_memberships.get()) == f"{contact} on News"
