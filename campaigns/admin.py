@@ -104,6 +104,10 @@ class VariantInline(admin.TabularInline):
     def has_delete_permission(self, request, obj=None):
         return self.has_add_permission(request, obj)
 
+    def get_queryset(self, request):
+        # Read-only rows (a launched campaign) show each variant's template and campaign: one query.
+        return super().get_queryset(request).select_related("template", "campaign")
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "template" and isinstance(getattr(formfield, "widget", None), RelatedFieldWidgetWrapper):
