@@ -294,6 +294,30 @@ SEND_FIELDS = (
 GROUP = 10  # messages moved to `sending` together; the most a crash can leave `unknown`
 
 
+class _Renderers:
+    """The compiled renderer of each (campaign, step, variant) in a chunk, made once; a version that does
+    not compile fails once per chunk and its error is raised again for the rest of its messages."""
+
+    def __init__(self, make, variants: dict):
+        self.make = make
+        self.variants = variants
+        self.ready: dict[tuple, Any] = {}
+        self.broken: dict[tuple, rendering.TemplateProblem] = {}
+
+    def get(self, campaign: Campaign, message: Message):
+        key = (message.campaign_id, message.step, message.variant_id)
+        if key in self.broken:
+            raise self.broken[key]
+        renderer = self.ready.get(key)
+        if renderer is None:
+            try:
+                renderer = self.ready[key] = self.make(campaign, message.step, self.variants.get(message.variant_id))
+            except rendering.TemplateProblem as exc:
+                self.broken[key] = exc
+                raise
+        return renderer
+
+
 def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
     """Send the claimed messages of one chunk; safe to run twice (the lease decides)."""
     result = SendResult()
@@ -320,8 +344,7 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
         messages = [m for m in messages if campaigns[m.campaign_id].channel == Channel.EMAIL]
         if not messages:
             return result
-    renderers: dict[tuple, _CampaignRenderer] = {}
-    broken: dict[tuple, rendering.TemplateProblem] = {}  # a version that does not compile fails once per chunk
+    renderers = _Renderers(_CampaignRenderer, variants)
 
     def prepare(group: list[Message]) -> list[tuple[Message, EmailMultiAlternatives, str]]:
         """Render a group; messages that cannot go out are settled here (released or failed)."""
@@ -335,20 +358,8 @@ def send_batch(*, message_ids: list[int], lease: datetime) -> SendResult:
                 result.released += mine().update(status=M.QUEUED, lease_until=None)  # paused: back in line
                 continue
             campaign = campaigns[message.campaign_id]
-            key = (message.campaign_id, message.step, message.variant_id)
             try:
-                if key in broken:
-                    raise broken[key]
-                renderer = renderers.get(key)
-                if renderer is None:
-                    try:
-                        renderer = renderers[key] = _CampaignRenderer(
-                            campaign, message.step, variants.get(message.variant_id)
-                        )
-                    except rendering.TemplateProblem as exc:
-                        broken[key] = exc
-                        raise
-                email, provider_id = renderer.build(message)
+                email, provider_id = renderers.get(campaign, message).build(message)
             except (rendering.TemplateProblem, UnicodeError, HeaderInjection) as exc:
                 # Bad data for this one message (an undefined variable, text that cannot be encoded, a
                 # line break in a header) fails the same way every time: fail it now, never retry it.
@@ -493,8 +504,7 @@ def _send_phone_messages(
     """Send a chunk's SMS and WhatsApp messages through their channel backends, one backend session per
     channel for the chunk, with email's exactly-once steps: render a group, mark it `sending` (committed),
     call the provider, record the group's `sent` with the next group's marking, retry or fail the rest."""
-    renderers: dict[tuple, _PhoneRenderer] = {}
-    broken: dict[tuple, rendering.TemplateProblem] = {}
+    renderers = _Renderers(_PhoneRenderer, variants)
 
     def prepare(group: list[Message], backend) -> list[tuple[Message, channels.OutgoingMessage]]:
         ready = []
@@ -512,20 +522,8 @@ def _send_phone_messages(
                 reason = channels.unavailable_reason(campaign.channel) or "The channel has no backend."
                 result.failed += mine().update(status=M.FAILED, lease_until=None, last_error=reason)
                 continue
-            key = (message.campaign_id, message.step, message.variant_id)
             try:
-                if key in broken:
-                    raise broken[key]
-                renderer = renderers.get(key)
-                if renderer is None:
-                    try:
-                        renderer = renderers[key] = _PhoneRenderer(
-                            campaign, message.step, variants.get(message.variant_id)
-                        )
-                    except rendering.TemplateProblem as exc:
-                        broken[key] = exc
-                        raise
-                outgoing = renderer.build(message)
+                outgoing = renderers.get(campaign, message).build(message)
             except (rendering.TemplateProblem, UnicodeError, PhoneMessageProblem) as exc:
                 result.failed += mine().update(status=M.FAILED, lease_until=None, last_error=_bad_data_text(exc))
                 continue
