@@ -601,11 +601,7 @@ class CampaignAdmin(NotFoundAdminMixin, OrganizationPreselectedMixin, TenantMode
         """POST `budget` (empty: unknown): set what the campaign cost, whatever its status."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        campaign = self.get_object(request, unquote(object_id))
-        if campaign is None:
-            raise Http404("No campaign with this id.")
-        if not self._may_run(request, campaign):
-            raise PermissionDenied
+        campaign = self._campaign(request, object_id, act=True)
         page = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
         form = BudgetForm(request.POST)
         if not form.is_valid():
@@ -625,11 +621,7 @@ class CampaignAdmin(NotFoundAdminMixin, OrganizationPreselectedMixin, TenantMode
         """POST: ask to confirm the picked variant; POST with `confirm`: decide through the service."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        campaign = self.get_object(request, unquote(object_id))
-        if campaign is None:
-            raise Http404("No campaign with this id.")
-        if not self._may_run(request, campaign):
-            raise PermissionDenied
+        campaign = self._campaign(request, object_id, act=True)
         page = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
         form = AbWinnerForm(request.POST, campaign=campaign)
         if not form.is_valid():
